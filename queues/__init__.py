@@ -1,0 +1,1 @@
+"""The queue engine: callers waiting for agents (sans-I/O, clock injected)."""
