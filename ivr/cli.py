@@ -29,7 +29,8 @@ class UsageError(Exception):
 
 def _settings(args: argparse.Namespace) -> Settings:
     path = args.config or default_config_path()
-    overrides = {"store.path": args.db} if getattr(args, "db", None) else None
+    db = getattr(args, "db", None)
+    overrides = {"store.path": str(Path(db).resolve())} if db else None
     return load_settings(path, overrides=overrides)
 
 
