@@ -239,10 +239,9 @@ class _Parser:
                 if audio is not None and not isinstance(audio, str):
                     self.problem(node, f"{key}.{lang}.audio: expected a file path")
                     audio = None
-                if audio and self.recordings_dir is not None:
-                    if not (self.recordings_dir / audio).is_file():
-                        self.problem(node, f'{key}.{lang}: audio file "{audio}" not found in '
-                                           f"{self.recordings_dir}")
+                if audio and self.recordings_dir and not (self.recordings_dir / audio).is_file():
+                    self.problem(node, f'{key}.{lang}: audio file "{audio}" not found in '
+                                       f"{self.recordings_dir}")
                 out[lang] = Prompt(lang, text, audio)
             else:
                 self.problem(node, f"{key}.{lang}: expected text or {{audio, text}}")

@@ -156,10 +156,9 @@ def check_semantics(flow: Flow, file: str) -> list[Problem]:
                                               f"flow's languages {list(flow.languages)}"))
         if isinstance(node, Input) and node.min_digits > node.max_digits:
             out.append(Problem(file, node.id, "min_digits: larger than max_digits"))
-        if isinstance(node, Menu):
-            if node.repeat_key in node.options:
-                out.append(Problem(file, node.id, f'options: key "{node.repeat_key}" is the '
-                                                  "repeat key; choose another key or repeat_key"))
+        if isinstance(node, Menu) and node.repeat_key in node.options:
+            out.append(Problem(file, node.id, f'options: key "{node.repeat_key}" is the '
+                                              "repeat key; choose another key or repeat_key"))
         if isinstance(node, Survey) and node.yes == node.no:
             out.append(Problem(file, node.id, "yes and no use the same key"))
     return out
@@ -168,12 +167,11 @@ def check_semantics(flow: Flow, file: str) -> list[Problem]:
 def check_context(flow: Flow, file: str, ctx: FlowContext) -> list[Problem]:
     out = []
     for node in flow.nodes.values():
-        if isinstance(node, Hours) and ctx.schedules is not None:
-            if node.schedule not in ctx.schedules:
-                out.append(Problem(file, node.id, f'schedule: unknown schedule "{node.schedule}" '
-                                                  f"(config.toml has [hours.NAME] for "
-                                                  f"{', '.join(sorted(ctx.schedules)) or 'none'})"
-                                                  f"{suggest(node.schedule, ctx.schedules)}"))
+        if isinstance(node, Hours) and ctx.schedules is not None and node.schedule not in ctx.schedules:
+            out.append(Problem(file, node.id, f'schedule: unknown schedule "{node.schedule}" '
+                                              f"(config.toml has [hours.NAME] for "
+                                              f"{', '.join(sorted(ctx.schedules)) or 'none'})"
+                                              f"{suggest(node.schedule, ctx.schedules)}"))
         if isinstance(node, Queue) and ctx.queues is not None:
             if node.queue not in ctx.queues:
                 out.append(Problem(file, node.id, f'queue: unknown queue "{node.queue}"'
