@@ -13,6 +13,7 @@ there is no file), including paths given as overrides.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -83,9 +84,47 @@ class PrivacySettings:
 
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
+    """One queue; the keys after ``categories`` are the queue engine's (``queues.QueueConfig``)."""
+
     name: str
     display: Mapping[str, str] = field(default_factory=_empty, hash=False)  # language -> name
     categories: tuple[str, ...] = ()
+    strategy: str = "longest-idle"      # "longest-idle" | "round-robin" | "skills"
+    skill: str | None = None            # the skill agents need; None: the queue's name
+    fallback_after_s: float = 60.0      # skills: then any agent may take the caller
+    ring_timeout_s: float = 20.0
+    wrapup_s: float = 30.0
+    max_wait_s: float | None = None     # then overflow
+    max_length: int | None = None       # callers waiting; one more overflows at once
+    overflow: str | None = None         # "queue:NAME", or a target for the controller ("message")
+    when_no_agents: str = "join"        # "join" | "reject"
+    leave_when_empty: bool = False
+    announce_every_s: float = 60.0      # 0: never
+    expected_handle_s: float = 240.0
+    callback_retry_s: float = 900.0
+    callback_max_attempts: int = 3
+    pause_on_missed: bool = True
+
+    @property
+    def needs(self) -> str:
+        """The skill an agent must have to serve this queue."""
+        return self.skill or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    id: str
+    name: str
+    skills: Mapping[str, int] = field(default_factory=_empty, hash=False)  # skill -> level 1..10
+    endpoints: Mapping[str, str] = field(default_factory=_empty, hash=False)  # transport -> address
+
+
+@dataclass(frozen=True, slots=True)
+class KpiSettings:
+    service_level_s: int = field(default=60, metadata={"range": (1, None)})  # answered within
+    service_level_goal: float = field(default=0.8, metadata={"range": (0.0, 1.0)})
+    short_abandon_s: int = 5  # abandons quicker than this are left out of the abandon rate
+    abandons_in_service_level: bool = True  # abandons count in the service level's denominator
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +181,8 @@ class Settings:
     announcements: Mapping[str, AnnouncementSettings] = field(hash=False)
     twilio: TwilioSettings
     asterisk: AsteriskSettings
+    agents: Mapping[str, AgentSettings] = field(default_factory=_empty, hash=False)
+    kpi: KpiSettings = field(default_factory=KpiSettings)
 
 
 # Plain sections are read field by field from their dataclass; named tables
@@ -149,13 +190,17 @@ class Settings:
 _SECTIONS: dict[str, type] = {
     "store": StoreSettings, "privacy": PrivacySettings, "paths": _PathSettings,
     "server": ServerSettings, "twilio": TwilioSettings, "asterisk": AsteriskSettings,
+    "kpi": KpiSettings,
 }
 _NAMED: dict[str, tuple[str, ...]] = {
     "hours": ("timezone", *WEEKDAYS, "closed_dates", "reduced", "public_holidays",
               "closed_eves", "reduced_before_holidays"),
-    "queues": ("display", "categories"),
+    "queues": ("display", "categories", *(f.name for f in fields(QueueSettings)[3:])),
     "announcements": ("text", "audio", "enabled", "until"),
+    "agents": ("name", "skills", "endpoints"),
 }
+_STRATEGIES = ("longest-idle", "round-robin", "skills")
+_TRANSPORTS = ("asterisk", "twilio")
 
 
 def default_config_path() -> Path | None:
@@ -294,13 +339,39 @@ class _Reader:
 
     def integer(self, raw: dict[str, Any], key: str, name: str, default: int, low: int = 0,
                 high: int | None = None) -> int:
-        form = f"an integer from {low} to {high}" if high else "a non-negative integer"
+        form = (f"an integer from {low} to {high}" if high else
+                "a positive integer" if low > 0 else "a non-negative integer")
 
         def check(v: object) -> int | None:
             good = type(v) is int and v >= low and (high is None or v <= high)
             return v if good else None  # type: ignore[return-value]
 
         return self.value(raw, key, name, form, check, default)
+
+    def number(self, raw: dict[str, Any], key: str, name: str, default: Any, low: float = 0.0,
+               high: float | None = None, *, positive: bool = False, unit: str = "") -> Any:
+        """A finite int or float as a float: at least ``low`` (above it if ``positive``)."""
+        form = (f"a number from {low:g} to {high:g}" if high is not None else
+                f"a {'positive' if positive else 'non-negative'} number{unit}")
+
+        def check(v: object) -> float | None:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                return None
+            good = (v > low if positive else v >= low) and (high is None or v <= high)
+            return float(v) if good else None
+
+        return self.value(raw, key, name, form, check, default)
+
+    def choice(self, raw: dict[str, Any], key: str, name: str, choices: tuple[str, ...],
+               default: str) -> str:
+        value = raw.get(name, default)
+        if value in choices:
+            return value
+        hint = _suggest(value, choices) if isinstance(value, str) else ""
+        form = " or ".join(f'"{c}"' for c in choices) if len(choices) == 2 else \
+            "one of " + ", ".join(f'"{c}"' for c in choices)
+        self.problem(f"{key}.{name}", f"expected {form}, got {_show(value)}{hint}")
+        return default
 
     def boolean(self, raw: dict[str, Any], key: str, name: str, default: bool) -> bool:
         return self.value(raw, key, name, "true or false",
@@ -335,6 +406,9 @@ class _Reader:
         named = {name: self.table(data.get(name, {}), name, None) for name in _NAMED}
         hours = {n: self.schedule(n, raw) for n, raw in named["hours"].items()}
         queues = {n: self.queue(n, raw) for n, raw in named["queues"].items()}
+        self.overflows(queues)
+        skills = {q.needs for q in queues.values()}
+        agents = {n: self.agent(n, raw, skills) for n, raw in named["agents"].items()}
         slots = {n: self.announcement(n, raw) for n, raw in named["announcements"].items()}
         if self.problems:
             return None
@@ -343,7 +417,7 @@ class _Reader:
             recordings_dir=sec["paths"].recordings, store=sec["store"], privacy=sec["privacy"],
             server=sec["server"], hours=MappingProxyType(hours), queues=MappingProxyType(queues),
             announcements=MappingProxyType(slots), twilio=sec["twilio"],
-            asterisk=sec["asterisk"])
+            asterisk=sec["asterisk"], agents=MappingProxyType(agents), kpi=sec["kpi"])
 
     def section(self, raw: object, name: str, cls: type, env: Mapping[str, str],
                 base_dir: Path) -> Any:
@@ -364,6 +438,9 @@ class _Reader:
             elif isinstance(default, int):
                 values[f.name] = self.integer(raw, name, f.name, default,
                                               *meta.get("range", (0, None)))
+            elif isinstance(default, float):
+                values[f.name] = self.number(raw, name, f.name, default,
+                                             *meta.get("range", (0.0, None)))
             elif isinstance(default, Path):
                 text = self.value(raw, name, f.name, "a non-empty path",
                                   lambda v: str(v) if str(v).strip() and isinstance(
@@ -460,7 +537,64 @@ class _Reader:
             if category in categories[:i]:
                 self.problem(f"{key}.categories[{i}]",
                              f'expected distinct categories, got "{category}" twice')
-        return QueueSettings(name, display, categories)
+        return QueueSettings(name, display, categories, **self.queue_engine_keys(raw, key))
+
+    def queue_engine_keys(self, raw: dict[str, Any], key: str) -> dict[str, Any]:
+        d = QueueSettings("")
+        seconds = " of seconds"
+        keys: dict[str, Any] = {
+            "strategy": self.choice(raw, key, "strategy", _STRATEGIES, d.strategy),
+            "skill": self.string(raw, key, "skill", None),
+            "when_no_agents": self.choice(raw, key, "when_no_agents", ("join", "reject"),
+                                          d.when_no_agents),
+            "overflow": self.string(raw, key, "overflow", None),
+            "max_length": self.integer(raw, key, "max_length", None, 1),  # type: ignore[arg-type]
+            "callback_max_attempts": self.integer(raw, key, "callback_max_attempts",
+                                                  d.callback_max_attempts, 1),
+            "leave_when_empty": self.boolean(raw, key, "leave_when_empty", d.leave_when_empty),
+            "pause_on_missed": self.boolean(raw, key, "pause_on_missed", d.pause_on_missed),
+        }
+        for name in ("ring_timeout_s", "expected_handle_s", "max_wait_s"):
+            keys[name] = self.number(raw, key, name, getattr(d, name), positive=True, unit=seconds)
+        for name in ("fallback_after_s", "wrapup_s", "announce_every_s", "callback_retry_s"):
+            keys[name] = self.number(raw, key, name, getattr(d, name), unit=seconds)
+        return keys
+
+    def overflows(self, queues: dict[str, QueueSettings]) -> None:
+        for name, q in queues.items():
+            if q.overflow and q.overflow.startswith("queue:"):
+                target = q.overflow[len("queue:"):]
+                if target == name or target not in queues:
+                    others = [n for n in queues if n != name]
+                    self.problem(f"queues.{name}.overflow",
+                                 f'expected "queue:NAME" naming another queue, got '
+                                 f'{_show(q.overflow)}{_suggest(target, others)}')
+
+    def agent(self, ident: str, raw: object, skills: set[str]) -> AgentSettings:
+        key = f"agents.{ident}"
+        raw = self.table(raw, key, _NAMED["agents"])
+        name = self.string(raw, key, "name", ident)
+        if "skills" not in raw:
+            self.problem(f"{key}.skills", "missing; expected a table of skill = level "
+                         "(1 to 10), e.g. { vaxeln = 5 }")
+        levels = {}
+        for skill, level in self.table(raw.get("skills", {}), f"{key}.skills", None).items():
+            if skill not in skills:
+                self.problem(f"{key}.skills.{skill}", "unknown skill: no queue needs it"
+                             + _suggest(skill, skills))
+            elif type(level) is not int or not 1 <= level <= 10:
+                self.expected(f"{key}.skills.{skill}", "an integer from 1 to 10", level)
+            else:
+                levels[skill] = level
+        endpoints = {}
+        for transport, address in self.table(raw.get("endpoints", {}), f"{key}.endpoints",
+                                             _TRANSPORTS).items():
+            if not isinstance(address, str) or not address.strip():
+                self.expected(f"{key}.endpoints.{transport}", 'an address such as '
+                              '"client:anna" or "PJSIP/1001"', address)
+            elif transport in _TRANSPORTS:
+                endpoints[transport] = address
+        return AgentSettings(ident, name, MappingProxyType(levels), MappingProxyType(endpoints))
 
     def announcement(self, slot: str, raw: object) -> AnnouncementSettings:
         key = f"announcements.{slot}"

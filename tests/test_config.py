@@ -10,11 +10,13 @@ import pytest
 
 from ivr.config import (
     ConfigError,
+    QueueSettings,
     Settings,
     default_config_path,
     load_settings,
 )
 from ivr.hours import STOCKHOLM
+from queues import AgentConfig, QueueConfig, QueueEngine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -375,3 +377,167 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
         s.queues["ny"] = s.queues["vaxeln"]  # type: ignore[index]
     with pytest.raises(TypeError):
         s.queues["vaxeln"].display["en"] = "Switchboard"  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------- queue engine keys
+
+
+def test_default_config_staffs_every_queue() -> None:
+    s = load_settings(REPO / "config.toml", env={})
+    assert len(s.agents) == 6
+    for name, queue in s.queues.items():
+        serving = [a for a in s.agents.values() if queue.needs in a.skills]
+        assert len(serving) >= 2, name
+        assert queue.announce_every_s == 60.0
+    assert all("vaxeln" in a.skills for a in s.agents.values())
+    assert sum(len(a.skills) >= 3 for a in s.agents.values()) >= 5
+    assert s.queues["vaxeln"].strategy == "skills"
+    assert {q.strategy for n, q in s.queues.items() if n != "vaxeln"} == {"longest-idle"}
+    assert s.queues["barn-utbildning"].overflow == "message"
+    assert s.queues["barn-utbildning"].max_wait_s == 600.0
+    assert s.agents["anna"].endpoints == {"twilio": "client:anna", "asterisk": "PJSIP/1001"}
+    assert (s.kpi.service_level_s, s.kpi.service_level_goal, s.kpi.short_abandon_s,
+            s.kpi.abandons_in_service_level) == (60, 0.8, 5, True)
+    assert s.privacy.repeat_window_days == 7
+
+
+def test_queue_engine_defaults_match_the_engine() -> None:
+    settings, engine = QueueSettings("q"), QueueConfig("q")
+    shared = [f for f in QueueConfig.__dataclass_fields__ if hasattr(settings, f)]
+    assert len(shared) == len(QueueConfig.__dataclass_fields__)
+    assert all(getattr(settings, f) == getattr(engine, f) for f in shared)
+
+
+def test_queue_engine_keys_parsed(tmp_path: Path) -> None:
+    s = load(tmp_path, """
+        [queues.vaxeln]
+        display = { sv = "Växeln" }
+        strategy = "skills"
+        skill = "switch"
+        fallback_after_s = 30
+        ring_timeout_s = 15.5
+        wrapup_s = 0
+        max_wait_s = 300
+        max_length = 10
+        overflow = "queue:omsorg"
+        when_no_agents = "reject"
+        leave_when_empty = true
+        announce_every_s = 0
+        expected_handle_s = 180
+        callback_retry_s = 600
+        callback_max_attempts = 2
+        pause_on_missed = false
+        [queues.omsorg]
+        display = { sv = "Omsorg" }
+        [agents.anna]
+        skills = { switch = 10, omsorg = 1 }
+    """)
+    q = s.queues["vaxeln"]
+    assert (q.strategy, q.skill, q.needs, q.fallback_after_s, q.ring_timeout_s, q.wrapup_s) == (
+        "skills", "switch", "switch", 30.0, 15.5, 0.0)
+    assert (q.max_wait_s, q.max_length, q.overflow, q.when_no_agents, q.leave_when_empty) == (
+        300.0, 10, "queue:omsorg", "reject", True)
+    assert (q.announce_every_s, q.expected_handle_s, q.callback_retry_s,
+            q.callback_max_attempts, q.pause_on_missed) == (0.0, 180.0, 600.0, 2, False)
+    assert s.queues["omsorg"].needs == "omsorg" and s.queues["omsorg"].max_wait_s is None
+    anna = s.agents["anna"]
+    assert (anna.id, anna.name, dict(anna.skills), dict(anna.endpoints)) == (
+        "anna", "anna", {"switch": 10, "omsorg": 1}, {})
+
+
+def test_queue_engine_key_problems(tmp_path: Path) -> None:
+    assert problems(tmp_path, """
+        [queues.vaxeln]
+        display = { sv = "Växeln" }
+        strategy = "longest_idle"
+        when_no_agents = "wait"
+        ring_timeout_s = 0
+        wrapup_s = -5
+        max_wait_s = "5 min"
+        max_length = 0
+        callback_max_attempts = 1.5
+        leave_when_empty = "yes"
+        skill = ""
+        overflow = "queue:omsorgen"
+        [queues.omsorg]
+        display = { sv = "Omsorg" }
+        overflow = "queue:omsorg"
+        announce_every_s = inf
+    """) == [
+        'config.toml: queues.vaxeln.strategy: expected one of "longest-idle", "round-robin", '
+        '"skills", got "longest_idle" (did you mean "longest-idle"?)',
+        'config.toml: queues.vaxeln.skill: expected a non-empty string, got ""',
+        'config.toml: queues.vaxeln.when_no_agents: expected "join" or "reject", got "wait"',
+        "config.toml: queues.vaxeln.max_length: expected a positive integer, got 0",
+        "config.toml: queues.vaxeln.callback_max_attempts: expected a positive integer, got 1.5",
+        'config.toml: queues.vaxeln.leave_when_empty: expected true or false, got "yes"',
+        "config.toml: queues.vaxeln.ring_timeout_s: expected a positive number of seconds, got 0",
+        'config.toml: queues.vaxeln.max_wait_s: expected a positive number of seconds, '
+        'got "5 min"',
+        "config.toml: queues.vaxeln.wrapup_s: expected a non-negative number of seconds, got -5",
+        "config.toml: queues.omsorg.announce_every_s: expected a non-negative number of "
+        "seconds, got inf",
+        'config.toml: queues.vaxeln.overflow: expected "queue:NAME" naming another queue, '
+        'got "queue:omsorgen" (did you mean "omsorg"?)',
+        'config.toml: queues.omsorg.overflow: expected "queue:NAME" naming another queue, '
+        'got "queue:omsorg"',
+    ]
+
+
+def test_agent_problems(tmp_path: Path) -> None:
+    assert problems(tmp_path, """
+        [queues.vaxeln]
+        display = { sv = "Växeln" }
+        [queues.barn-utbildning]
+        display = { sv = "Barn och utbildning" }
+        [agents.anna]
+        name = "Anna Lindqvist"
+        skills = { vaxel = 5, barn-utbildning = 11, vaxeln = "hög" }
+        endpoints = { twillio = "client:anna", asterisk = "" }
+        phone = "1001"
+        [agents.bo]
+        name = ""
+    """) == [
+        'config.toml: agents.anna.phone: unknown key',
+        'config.toml: agents.anna.skills.vaxel: unknown skill: no queue needs it '
+        '(did you mean "vaxeln"?)',
+        "config.toml: agents.anna.skills.barn-utbildning: expected an integer from 1 to 10, "
+        "got 11",
+        'config.toml: agents.anna.skills.vaxeln: expected an integer from 1 to 10, got "hög"',
+        'config.toml: agents.anna.endpoints.twillio: unknown key (did you mean "twilio"?)',
+        'config.toml: agents.anna.endpoints.asterisk: expected an address such as '
+        '"client:anna" or "PJSIP/1001", got ""',
+        'config.toml: agents.bo.name: expected a non-empty string, got ""',
+        'config.toml: agents.bo.skills: missing; expected a table of skill = level (1 to 10), '
+        'e.g. { vaxeln = 5 }',
+    ]
+
+
+def test_kpi_section(tmp_path: Path) -> None:
+    s = load(tmp_path, "[kpi]\nservice_level_s = 30\nservice_level_goal = 1\n")
+    assert (s.kpi.service_level_s, s.kpi.service_level_goal, s.kpi.short_abandon_s) == (30, 1.0, 5)
+    assert problems(tmp_path, """
+        [kpi]
+        service_level_s = 0
+        service_level_goal = 80
+        short_abandon_s = -1
+        abandons_in_service_level = 1
+        repeat_window_days = 7
+    """) == [
+        'config.toml: kpi.repeat_window_days: unknown key',
+        "config.toml: kpi.service_level_s: expected a positive integer, got 0",
+        "config.toml: kpi.service_level_goal: expected a number from 0 to 1, got 80",
+        "config.toml: kpi.short_abandon_s: expected a non-negative integer, got -1",
+        "config.toml: kpi.abandons_in_service_level: expected true or false, got 1",
+    ]
+
+
+def test_queue_settings_feed_the_queue_engine() -> None:
+    s = load_settings(REPO / "config.toml", env={})
+    queues = {n: QueueConfig.from_settings(q) for n, q in s.queues.items()}
+    agents = {a: AgentConfig.from_settings(x) for a, x in s.agents.items()}
+    assert queues["vaxeln"].categories == ("personsokning", "ovrigt")
+    assert queues["felanmalan"].overflow_queue == "vaxeln"
+    assert agents["maria"].skills["vaxeln"] == 9
+    engine = QueueEngine(queues, agents)
+    assert {engine.agent_state(a) for a in agents} == {"offline"}
