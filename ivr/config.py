@@ -120,6 +120,18 @@ class AgentSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class UserSettings:
+    """A person who logs in: an agent (at the desk) or a supervisor (everything)."""
+
+    name: str
+    role: str                      # "agent" | "supervisor"
+    password_hash: str             # argon2 (`ivr passwd` prints one)
+    agent: str | None = None       # the [agents.ID] an agent user works as
+    display: str | None = None
+    demo: bool = False             # only active when the server runs with --demo
+
+
+@dataclass(frozen=True, slots=True)
 class KpiSettings:
     service_level_s: int = field(default=60, metadata={"range": (1, None)})  # answered within
     service_level_goal: float = field(default=0.8, metadata={"range": (0.0, 1.0)})
@@ -138,11 +150,16 @@ class AnnouncementSettings:
 
 @dataclass(frozen=True, slots=True)
 class TwilioSettings:
-    public_url: str | None = field(default=None, metadata=_URL)
+    enabled: bool = True                 # serve the webhooks under /twilio/
+    public_url: str | None = field(default=None, metadata=_URL)  # as Twilio sees us (reverse proxy)
     account_sid: str | None = _from_env("TWILIO_ACCOUNT_SID")
     auth_token: str | None = _from_env("TWILIO_AUTH_TOKEN")
     voice_sv: str = "Polly.Astrid"
     voice_en: str = "Polly.Amy"
+    caller_id: str | None = None         # the number agents and called-back citizens see
+    hold_music: str | None = None        # a file under recordings/ played between announcements
+    validate: bool = True                # False only as an explicit demo, and only on loopback
+    rest_retries: int = field(default=4, metadata={"range": (0, 10)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +170,19 @@ class AsteriskSettings:
     username: str = "ivr"
     secret_env: str = "IVR_AMI_SECRET"
     secret: str | None = _from_env("secret_env")
+    sounds: str = "ivr"                  # prompt path prefix as Asterisk sees it (sounds dir)
+    agent_context: str = "ivr-agent"     # dialplan context that connects a caller to an agent
+    moh_class: str = "default"           # music on hold while waiting
+    action_timeout_s: float = field(default=10.0, metadata={"range": (0.5, 120.0)})
+    reconnect_max_s: float = field(default=30.0, metadata={"range": (1.0, 600.0)})
+    login_attempts: int = field(default=5, metadata={"range": (1, 100)})
 
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = field(default=8080, metadata=_PORT)
+    purge_at: str = "03:00"              # local time of the daily retention purge
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +207,7 @@ class Settings:
     asterisk: AsteriskSettings
     agents: Mapping[str, AgentSettings] = field(default_factory=_empty, hash=False)
     kpi: KpiSettings = field(default_factory=KpiSettings)
+    users: Mapping[str, UserSettings] = field(default_factory=_empty, hash=False)
 
 
 # Plain sections are read field by field from their dataclass; named tables
@@ -198,6 +223,7 @@ _NAMED: dict[str, tuple[str, ...]] = {
     "queues": ("display", "categories", *(f.name for f in fields(QueueSettings)[3:])),
     "announcements": ("text", "audio", "enabled", "until"),
     "agents": ("name", "skills", "endpoints"),
+    "users": ("role", "password_hash", "agent", "display", "demo"),
 }
 _STRATEGIES = ("longest-idle", "round-robin", "skills")
 _TRANSPORTS = ("asterisk", "twilio")
@@ -410,6 +436,7 @@ class _Reader:
         skills = {q.needs for q in queues.values()}
         agents = {n: self.agent(n, raw, skills) for n, raw in named["agents"].items()}
         slots = {n: self.announcement(n, raw) for n, raw in named["announcements"].items()}
+        users = {n: self.user(n, raw, agents) for n, raw in named["users"].items()}
         if self.problems:
             return None
         return Settings(
@@ -417,7 +444,8 @@ class _Reader:
             recordings_dir=sec["paths"].recordings, store=sec["store"], privacy=sec["privacy"],
             server=sec["server"], hours=MappingProxyType(hours), queues=MappingProxyType(queues),
             announcements=MappingProxyType(slots), twilio=sec["twilio"],
-            asterisk=sec["asterisk"], agents=MappingProxyType(agents), kpi=sec["kpi"])
+            asterisk=sec["asterisk"], agents=MappingProxyType(agents), kpi=sec["kpi"],
+            users=MappingProxyType(users))
 
     def section(self, raw: object, name: str, cls: type, env: Mapping[str, str],
                 base_dir: Path) -> Any:
@@ -595,6 +623,27 @@ class _Reader:
             elif transport in _TRANSPORTS:
                 endpoints[transport] = address
         return AgentSettings(ident, name, MappingProxyType(levels), MappingProxyType(endpoints))
+
+    def user(self, name: str, raw: object, agents: Mapping[str, AgentSettings]) -> UserSettings:
+        key = f"users.{name}"
+        raw = self.table(raw, key, _NAMED["users"])
+        role = self.choice(raw, key, "role", ("agent", "supervisor"), "agent")
+        hashed = raw.get("password_hash")
+        if not isinstance(hashed, str) or not hashed.startswith("$argon2"):
+            self.expected(f"{key}.password_hash", 'an argon2 hash ("$argon2id$..."; `ivr passwd` '
+                          "prints one)", hashed)
+            hashed = ""
+        agent = raw.get("agent")
+        if role == "agent" and agent not in agents:
+            self.problem(f"{key}.agent", f"expected the id of an [agents.ID] table, got {_show(agent)}"
+                         + _suggest(str(agent), agents))
+        display = raw.get("display")
+        demo = raw.get("demo", False)
+        if not isinstance(demo, bool):
+            self.expected(f"{key}.demo", "true or false", demo)
+            demo = False
+        return UserSettings(name, role, hashed, agent if isinstance(agent, str) else None,
+                            display if isinstance(display, str) else None, demo)
 
     def announcement(self, slot: str, raw: object) -> AnnouncementSettings:
         key = f"announcements.{slot}"

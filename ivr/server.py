@@ -1,0 +1,300 @@
+"""``ivr serve``: the contact center on asyncio and aiohttp.
+
+:class:`Runtime` owns the controller on the event loop: the clock (injectable), the
+timer loop that wakes exactly at the queue engine's next deadline, the daily purge, and
+the :class:`Router` through which the controller reaches whichever transport owns a
+call (Twilio, Asterisk, the browser test phone). Transports add their own routes and
+tasks; this module knows none of them by name. ``make_app`` builds the aiohttp
+application with ``/healthz`` and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ivr import __version__
+from ivr.announcements import AnnouncementBoard
+from ivr.controller import ContactCenter, Transport
+from ivr.flow import Flow
+from ivr.flowcheck import FlowContext, load_flow
+from ivr.hours import STOCKHOLM
+from ivr.vocabulary import Command
+from queues import AgentConfig, CancelOffer, Offer, QueueConfig, QueueEngine
+
+log = logging.getLogger(__name__)
+
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Router:
+    """The controller's one transport: hands each request to the transport owning it."""
+
+    def __init__(self) -> None:
+        self.transports: dict[str, Transport] = {}
+        self.owner: dict[str, str] = {}  # call_id -> transport name
+        self.listeners: list[Callable[[str, Any], None]] = []  # (kind, payload) for live views
+
+    def add(self, name: str, transport: Transport) -> None:
+        self.transports[name] = transport
+
+    def claim(self, call_id: str, name: str) -> None:
+        self.owner[call_id] = name
+
+    def release(self, call_id: str) -> None:
+        self.owner.pop(call_id, None)
+
+    def _for_call(self, call_id: str) -> Transport | None:
+        name = self.owner.get(call_id)
+        return self.transports.get(name) if name else None
+
+    def _notify(self, kind: str, payload: Any) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(kind, payload)
+            except Exception:
+                log.exception("live listener failed on %s", kind)
+
+    def send(self, call_id: str, commands: list[Command]) -> None:
+        transport = self._for_call(call_id)
+        if transport is None:
+            log.warning("commands for call %s, which no transport owns", call_id)
+            return
+        transport.send(call_id, commands)
+
+    def offer(self, offer: Offer) -> None:
+        self._notify("offer", offer)
+        transport = self._for_call(offer.call_id) or next(iter(self.transports.values()), None)
+        if transport is not None:
+            transport.offer(offer)
+
+    def cancel_offer(self, cancel: CancelOffer) -> None:
+        self._notify("cancel_offer", cancel)
+        transport = self._for_call(cancel.call_id) or next(iter(self.transports.values()), None)
+        if transport is not None:
+            transport.cancel_offer(cancel)
+
+    def connect(self, agent: str, call_id: str) -> None:
+        self._notify("connect", {"agent": agent, "call_id": call_id})
+        transport = self._for_call(call_id)
+        if transport is not None:
+            transport.connect(agent, call_id)
+
+
+class Runtime:
+    def __init__(self, settings: Any, *, sink: Any, clock: Clock | None = None,
+                 flow: Flow | None = None, timers: bool = True):
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.sink = sink
+        self.timers = timers
+        self.flow = flow or load_flow(settings.flows_dir / "switchboard.toml",
+                                      FlowContext.from_settings(settings))
+        self.board = AnnouncementBoard.from_settings(settings.announcements)
+        self.queues = QueueEngine(
+            {name: QueueConfig.from_settings(q) for name, q in settings.queues.items()},
+            {aid: AgentConfig.from_settings(a) for aid, a in settings.agents.items()})
+        self.router = Router()
+        self.center = ContactCenter(self.flow, self.queues, schedules=settings.hours, board=self.board,
+                                    sink=sink, transport=self.router)
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self.started = self.clock.now()
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def poke(self) -> None:
+        """Something changed: the next deadline may be sooner than the timer loop thinks."""
+        self._wake.set()
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        self._closers.append(closer)
+
+    def spawn(self, coro: Awaitable[None], name: str) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+        self._tasks[-1].set_name(name)
+
+    async def start(self) -> None:
+        if self.timers:
+            self.spawn(self._timer_loop(), "queue-timers")
+            self.spawn(self._purge_loop(), "daily-purge")
+
+    async def stop(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                await closer()
+            except Exception:
+                log.exception("closing a transport failed")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.center.shutdown(self.now())
+        close = getattr(self.sink, "close", None)
+        if close is not None:
+            await asyncio.get_running_loop().run_in_executor(None, close)
+
+    async def _timer_loop(self) -> None:
+        while True:
+            due = self.center.next_deadline()
+            delay = None if due is None else max(0.0, (due - self.now()).total_seconds())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            self.center.tick(self.now())
+
+    async def _purge_loop(self) -> None:
+        from ivr.retention import purge
+
+        hour, minute = (int(x) for x in self.settings.server.purge_at.split(":"))
+        while True:
+            local = self.now().astimezone(STOCKHOLM)
+            nxt = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            if nxt <= local:
+                nxt += timedelta(days=1)
+            await asyncio.sleep((nxt - local).total_seconds())
+            p = self.settings.privacy
+            path = getattr(self.sink, "db_path", None)
+            if path is None:
+                continue
+            flush = getattr(self.sink, "flush", None)
+            loop = asyncio.get_running_loop()
+            if flush is not None:
+                await loop.run_in_executor(None, flush)
+            done = await loop.run_in_executor(None, lambda: purge(
+                path, now=self.now(), raw_number_days=p.raw_number_days, note_days=p.note_days,
+                recording_days=p.recording_days, messages_dir=path.parent / "messages"))
+            log.info("daily purge: %s", "; ".join(str(d) for d in done))
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+class Metrics:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.registry = CollectorRegistry()
+        self.calls = Gauge("ivr_calls_in_progress", "Calls with a live session", registry=self.registry)
+        self.waiting = Gauge("ivr_callers_waiting", "Callers waiting per queue", ["queue"],
+                             registry=self.registry)
+        self.agents = Gauge("ivr_agents", "Agents by state", ["state"], registry=self.registry)
+        self.latency = Histogram("ivr_webhook_seconds", "Time to answer a request", ["route"],
+                                 registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+
+    def render(self) -> bytes:
+        snap = self.runtime.queues.snapshot(self.runtime.now())
+        self.calls.set(len(self.runtime.center.sessions))
+        for name, q in snap["queues"].items():
+            self.waiting.labels(queue=name).set(q["waiting"])
+        counts = dict.fromkeys(("offline", "available", "offered", "talking", "wrapup", "paused"), 0)
+        for agent in snap["agents"].values():
+            counts[agent["state"]] = counts.get(agent["state"], 0) + 1
+        for state, n in counts.items():
+            self.agents.labels(state=state).set(n)
+        return generate_latest(self.registry)
+
+
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+
+
+@web.middleware
+async def timing(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                 ) -> web.StreamResponse:
+    start = time.perf_counter()
+    try:
+        return await handler(request)
+    finally:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        request.app[METRICS].latency.labels(route=name).observe(time.perf_counter() - start)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    error = getattr(runtime.sink, "last_error", None)
+    path = getattr(runtime.sink, "db_path", None)
+    body = {
+        "status": "ok" if error is None else "degraded",
+        "version": __version__,
+        "store": {"path": str(path) if path else None, "ok": error is None, "last_error": error},
+        "calls_in_progress": len(runtime.center.sessions),
+        "transports": sorted(runtime.router.transports),
+    }
+    return web.json_response(body, status=200 if error is None else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def make_app(runtime: Runtime, *, setups: list[Callable[[web.Application, Runtime], None]] = ()
+             ) -> web.Application:
+    app = web.Application(middlewares=[timing])
+    app[RUNTIME] = runtime
+    app[METRICS] = Metrics(runtime)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    for setup in setups:
+        setup(app, runtime)
+
+    async def on_startup(_app: web.Application) -> None:
+        await runtime.start()
+
+    async def on_cleanup(_app: web.Application) -> None:
+        await runtime.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+def setups_for(settings: Any, *, demo: bool) -> list[Callable[[web.Application, Runtime], None]]:
+    """The routes and tasks of every part the configuration switches on.
+
+    Each part is a module with ``setup(app, runtime, *, demo)``: it adds its routes,
+    registers its transport with ``runtime.router`` and its tasks with ``runtime.spawn``.
+    """
+    import functools
+    import importlib
+
+    parts = ["ivr.web.api"]
+    if settings.twilio.enabled:
+        parts.append("ivr.transports.twilio")
+    if settings.asterisk.enabled:
+        parts.append("ivr.transports.asterisk")
+    return [functools.partial(importlib.import_module(name).setup, demo=demo) for name in parts]

@@ -1,0 +1,1 @@
+"""Transports: translate between a telephony platform and the core, nothing else."""

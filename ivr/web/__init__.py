@@ -1,0 +1,1 @@
+"""The web side: JSON API for agents and supervisors, live streams, pages."""
