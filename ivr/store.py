@@ -1,9 +1,12 @@
 """The event log: every trace of every call, append-only, in SQLite (WAL).
 
 ``EventLog.append`` runs on the asyncio event loop and never touches SQLite: it hashes
-the caller number, numbers and encodes the trace and puts a row on a queue. One writer
-thread owns the write connection, commits whatever has piled up in one transaction and
-keeps the derived ``calls`` summaries current. A failed write is logged and retried.
+the caller number, numbers and encodes the trace and puts a row on a queue. So do
+``append_agent`` (agent states), ``add_note`` (free text, purgeable) and
+``keep_raw_number`` (a raw number a callback needs, purgeable). One writer thread owns
+the write connection, commits whatever has piled up in one transaction and keeps the
+derived ``calls`` rows current (:mod:`ivr.summary`), also when a late event arrives for
+a call that has ended. A failed write is logged and retried.
 """
 
 from __future__ import annotations
@@ -18,58 +21,78 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from ivr import summary
 from ivr.privacy import scrub_caller
 from ivr.vocabulary import Trace
 
 log = logging.getLogger(__name__)
+summarize = summary.summarize  # the calls row of one call (kept here for callers)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BATCH_MAX = 500  # queue items drained after the first one, per transaction
 BUSY_TIMEOUT_MS = 5000
 RETRY_FIRST_DELAY_S = 0.02
 RETRY_MAX_DELAY_S = 2.0
 ENDED_SEQ_MEMORY = 10_000  # ended calls whose last seq is remembered for late traces
+AGENT_STATES = frozenset({"offline", "available", "offered", "talking", "wrapup", "paused"})
 
-_SUMMARY_KINDS = ("call_started", "call_ended")
 _INSERT_EVENT = "INSERT INTO events (call_id, seq, at, kind, node, data) VALUES (?, ?, ?, ?, ?, ?)"
-_SELECT_EVENTS = (
-    "SELECT call_id, seq, at, kind, node, data FROM events WHERE call_id = ? ORDER BY seq"
-)
-_CALL_COLUMNS = (
-    "call_id", "flow", "transport", "started_at", "ended_at", "duration_s", "caller_hash",
-    "caller_masked", "called", "language", "path", "end", "queue", "category", "priority",
-    "attributes", "inputs", "timeouts", "invalid_inputs", "message_ref", "status",
-)  # fmt: skip
-_JSON_COLUMNS = ("path", "attributes")
-_UPSERT_CALL = "INSERT OR REPLACE INTO calls ({}) VALUES ({})".format(
-    ", ".join(f'"{c}"' for c in _CALL_COLUMNS), ", ".join("?" * len(_CALL_COLUMNS))
-)
+_INSERT_AGENT = """INSERT INTO agent_events (agent, at, state, reason, call_id, prev_state)
+VALUES (?1, ?2, ?3, ?4, ?5, (SELECT state FROM agent_events WHERE agent = ?1 AND at <= ?2
+                              ORDER BY at DESC, id DESC LIMIT 1))"""
+_INSERT_NOTE = "INSERT INTO notes (call_id, agent, at, text) VALUES (?, ?, ?, ?)"
+_KEEP_NUMBER = ("INSERT OR REPLACE INTO raw_numbers (call_id, number, purpose, stored_at) "
+                "VALUES (?, ?, ?, ?)")  # fmt: skip
 _V1 = (
     """CREATE TABLE events (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL,
     seq INTEGER NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL, node TEXT, data TEXT,
     UNIQUE (call_id, seq))""",  # the UNIQUE index also serves lookups by call_id
     "CREATE INDEX IF NOT EXISTS events_at ON events (at)",
 )
-_V2 = (
-    _V1[1],
-    """CREATE TABLE calls (call_id TEXT PRIMARY KEY, flow TEXT, transport TEXT,
-    started_at TEXT, ended_at TEXT, duration_s REAL, caller_hash TEXT, caller_masked TEXT,
-    called TEXT, language TEXT, path TEXT, "end" TEXT, queue TEXT, category TEXT,
-    priority INTEGER, attributes TEXT, inputs INTEGER, timeouts INTEGER,
-    invalid_inputs INTEGER, message_ref TEXT, status TEXT)""",
-    "CREATE INDEX IF NOT EXISTS calls_started_at ON calls (started_at)",
-    """CREATE TRIGGER events_append_only BEFORE UPDATE ON events
-    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+_V2 = (_V1[1], *summary.CALLS_V2, """CREATE TRIGGER events_append_only BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""")
+_V3 = (
+    *summary.CALLS_V3,
+    # prev_state: the agent's state before this event, set on insert (agent time by hour)
+    """CREATE TABLE agent_events (id INTEGER PRIMARY KEY, agent TEXT NOT NULL,
+    at TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, call_id TEXT, prev_state TEXT)""",
+    "CREATE INDEX agent_events_agent_at ON agent_events (agent, at)",
+    """CREATE INDEX agent_events_hour ON agent_events (substr(at, 1, 13), state, prev_state, at)""",
+    """CREATE TRIGGER agent_events_append_only BEFORE UPDATE ON agent_events
+    BEGIN SELECT RAISE(ABORT, 'agent events are append-only'); END""",
+    """CREATE TABLE notes (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, agent TEXT,
+    at TEXT NOT NULL, text TEXT NOT NULL)""",
+    "CREATE INDEX notes_call_id ON notes (call_id)",
+    "CREATE INDEX notes_at ON notes (at)",
+    """CREATE TABLE raw_numbers (call_id TEXT PRIMARY KEY, number TEXT NOT NULL,
+    purpose TEXT NOT NULL, stored_at TEXT NOT NULL)""",
+    "CREATE INDEX raw_numbers_stored_at ON raw_numbers (stored_at)",
+    """CREATE TABLE purges (id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL,
+    deleted INTEGER NOT NULL, older_than TEXT, detail TEXT)""",
+    """CREATE TRIGGER purges_append_only BEFORE UPDATE ON purges
+    BEGIN SELECT RAISE(ABORT, 'the purge record is append-only'); END""",
 )
 
 _Row = tuple[str, int, str, str, str | None, str]  # call_id, seq, at, kind, node, data
 _STOP = None  # queue item that stops the writer; markers are threading.Event
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """A queue item that is not a call event: an agent state, a note, a raw number."""
+
+    sql: str
+    params: tuple[Any, ...]
+
+
+_Item = _Row | _Write
 
 
 class StoreError(RuntimeError):
@@ -123,97 +146,8 @@ def _check_text(name: str, value: Any, *, optional: bool = False) -> None:
 # --------------------------------------------------------------------------- summaries
 
 
-def summarize(call_id: str, events: Sequence[dict]) -> dict:
-    """The ``calls`` row of one call, derived from its events (``data`` decoded)."""
-    row: dict[str, Any] = dict.fromkeys(_CALL_COLUMNS)
-    row.update(call_id=call_id, path=[], attributes={}, status="in-progress")
-    row.update(inputs=0, timeouts=0, invalid_inputs=0)
-    ordered = sorted(events, key=lambda e: e.get("seq") or 0)
-    row["started_at"] = ordered[0].get("at") if ordered else None
-    started = False
-    for event in ordered:
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        if event.get("kind") == "call_started" and not started:
-            started = True
-            row["started_at"] = event.get("at")
-            for key in ("flow", "transport", "caller_hash", "caller_masked", "called"):
-                row[key] = data.get(key)
-            row["language"] = data.get("language")
-        else:
-            _apply(row, event, data)
-    row["duration_s"] = _duration(row["started_at"], row["ended_at"])
-    return row
-
-
-_COUNTERS = {"input": "inputs", "timeout": "timeouts", "invalid_input": "invalid_inputs"}
-
-
-def _apply(row: dict[str, Any], event: dict, data: dict) -> None:
-    kind = event.get("kind")
-    if kind == "node_entered" and (event.get("node") or data.get("node")):
-        row["path"].append(event.get("node") or data.get("node"))
-    elif kind in _COUNTERS:
-        row[_COUNTERS[kind]] += 1
-    elif kind == "language":
-        row["language"] = data.get("language", row["language"])
-    elif kind == "set" or (kind == "command" and data.get("command") == "Enqueue"):
-        row["queue"] = data.get("queue", row["queue"])
-        _apply_routing(row, data)
-    elif kind == "recording":
-        row["message_ref"] = data.get("ref", row["message_ref"])
-    elif kind == "disposition":
-        row["end"] = data.get("end", row["end"])
-        row["queue"] = data.get("queue", row["queue"])
-        _apply_routing(row, data)
-    elif kind == "call_ended":
-        row["ended_at"], row["status"] = event.get("at"), "ended"
-        row["end"] = row["end"] or data.get("end")
-
-
-def _apply_routing(row: dict[str, Any], data: dict) -> None:
-    if data.get("category") is not None:
-        row["category"] = data["category"]
-    with contextlib.suppress(KeyError, TypeError, ValueError):
-        row["priority"] = int(data["priority"])
-    attributes = data.get("attributes")
-    if isinstance(attributes, list | tuple):  # Enqueue.attributes: pairs
-        attributes = {str(p[0]): p[1] for p in attributes if isinstance(p, list | tuple)
-                      and len(p) == 2}  # fmt: skip
-    if isinstance(attributes, dict):
-        row["attributes"].update(attributes)
-
-
-def _duration(started_at: Any, ended_at: Any) -> float | None:
-    try:
-        seconds = datetime.fromisoformat(ended_at) - datetime.fromisoformat(started_at)
-        return round(seconds.total_seconds(), 3)
-    except (TypeError, ValueError, AttributeError):
-        return None
-
-
-def _read_events(conn: sqlite3.Connection, call_id: str) -> list[dict]:
-    return [
-        {"call_id": c, "seq": s, "at": a, "kind": k, "node": n, "data": _decode(d)}
-        for c, s, a, k, n, d in conn.execute(_SELECT_EVENTS, (call_id,))
-    ]
-
-
-def _upsert_summary(conn: sqlite3.Connection, call_id: str) -> None:
-    summary = summarize(call_id, _read_events(conn, call_id))
-    for column in _JSON_COLUMNS:
-        summary[column] = encode_json(summary[column])
-    conn.execute(_UPSERT_CALL, [summary[c] for c in _CALL_COLUMNS])
-
-
-def _summarize_all(conn: sqlite3.Connection) -> int:
-    ids = [r[0] for r in conn.execute("SELECT DISTINCT call_id FROM events").fetchall()]
-    for call_id in ids:
-        _upsert_summary(conn, call_id)
-    return len(ids)
-
-
 def _decode_call(row: dict) -> dict:
-    for column in _JSON_COLUMNS:
+    for column in summary.JSON_COLUMNS:
         row[column] = _decode(row[column])
     return row
 
@@ -231,10 +165,10 @@ def migrate(db: sqlite_utils.Database) -> int:
         found = _user_version(db)  # another process may have migrated meanwhile
         if found == 0 and db.table_names():
             raise StoreError(f"not an event log: no schema version, but {db.table_names()}")
-        for statement in (_V1 if found == 0 else ()) + (_V2 if found <= 1 else ()):
+        statements = (_V1 if found == 0 else ()) + (_V2 if found <= 1 else ()) + _V3
+        for statement in statements:
             conn.execute(statement)
-        if found <= 1:
-            _summarize_all(conn)
+        summary.summarize_all(conn)  # the new columns, and late events schema 2 left out
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return found
 
@@ -299,7 +233,7 @@ class EventLog:
     def __init__(self, path: Path, reader: sqlite_utils.Database,
                  writer: sqlite_utils.Database, hash_key: bytes) -> None:  # fmt: skip
         self._path, self._reader, self._hash_key = path, reader, hash_key
-        self._queue: queue.SimpleQueue[_Row | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | threading.Event | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # closing, seq numbers and queue order
         self._read_lock = threading.Lock()
         self._closed = self._reader_closed = False
@@ -352,6 +286,39 @@ class EventLog:
     def append_many(self, call_id: str, traces: Iterable[Trace]) -> None:
         for trace in traces:
             self.append(call_id, trace)
+
+    def append_agent(self, agent: str, at: datetime, state: str, reason: str | None = None,
+                     call_id: str | None = None) -> None:
+        """Queue an agent's change of state (append-only, like call events)."""
+        _check_text("agent", agent)
+        if state not in AGENT_STATES:
+            raise StoreError(f"agent state must be one of {sorted(AGENT_STATES)}, not {state!r}")
+        _check_text("reason", reason, optional=True)
+        _check_text("call_id", call_id, optional=True)
+        self._put(_Write(_INSERT_AGENT, (agent, format_at(at), state, reason, call_id)))
+
+    def add_note(self, call_id: str, agent: str, at: datetime, text: str) -> None:
+        """Queue an agent's free-text note on a call (personal data: purged by retention)."""
+        _check_text("call_id", call_id)
+        _check_text("agent", agent)
+        _check_text("note", text)
+        self._put(_Write(_INSERT_NOTE, (call_id, agent, format_at(at), text)))
+
+    def keep_raw_number(self, call_id: str, number: str, purpose: str, at: datetime) -> None:
+        """Queue the caller's raw number for a feature that must dial it (a callback).
+
+        The only place a raw number is written; retention deletes it when its days are up.
+        """
+        _check_text("call_id", call_id)
+        _check_text("number", number)
+        _check_text("purpose", purpose)
+        self._put(_Write(_KEEP_NUMBER, (call_id, number, purpose, format_at(at))))
+
+    def _put(self, item: _Write) -> None:
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the event log {self._path} is closed")
+            self._queue.put(item)
 
     def _next_seq(self, call_id: str, kind: str) -> int:
         if call_id in self._live_seq or call_id not in self._ended_seq:
@@ -413,7 +380,7 @@ class EventLog:
                 batch.append(self._queue.get_nowait())
         except queue.Empty:
             pass
-        rows = [item for item in batch if isinstance(item, tuple)]
+        rows = [item for item in batch if isinstance(item, tuple | _Write)]
         try:
             if rows:
                 self._commit(conn, rows)
@@ -424,7 +391,7 @@ class EventLog:
                 item.set()
         return batch[-1] is not _STOP
 
-    def _commit(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
+    def _commit(self, conn: sqlite3.Connection, rows: list[_Item]) -> None:
         delay, failures, renumber = RETRY_FIRST_DELAY_S, 0, False
         while True:
             try:
@@ -448,16 +415,21 @@ class EventLog:
                 self.last_error = None
             return
 
-    def _write_batch(self, conn: sqlite3.Connection, rows: list[_Row], renumber: bool) -> None:
-        """One transaction: the rows, then the summaries of calls started or ended."""
+    def _write_batch(self, conn: sqlite3.Connection, items: list[_Item], renumber: bool) -> None:
+        """One transaction: the rows, then the summaries of calls started or ended, and
+        of ended calls that got a late event (a wrap-up coded after the caller hung up)."""
+        rows = [item for item in items if isinstance(item, tuple)]
         with _transaction(conn):
             if renumber:
                 _insert_renumbering(conn, rows)
             else:
                 conn.executemany(_INSERT_EVENT, rows)
-            for call_id in {row[0]: 0 for row in rows if row[3] in _SUMMARY_KINDS}:
+            for item in items:
+                if isinstance(item, _Write):
+                    conn.execute(item.sql, item.params)
+            for call_id in summary.calls_to_summarize(conn, rows):
                 try:
-                    _upsert_summary(conn, call_id)
+                    summary.upsert_summary(conn, call_id)
                 except sqlite3.Error:
                     raise
                 except Exception:  # odd data must not hold up the events themselves
@@ -473,7 +445,7 @@ class EventLog:
 
     def events(self, call_id: str) -> list[dict]:
         """The call's events in seq order, ``data`` decoded."""
-        rows = self._query(_SELECT_EVENTS, (call_id,))
+        rows = self._query(summary.SELECT_EVENTS, (call_id,))
         return [{**row, "data": _decode(row["data"])} for row in rows]
 
     def call(self, call_id: str) -> dict | None:
@@ -491,7 +463,7 @@ class EventLog:
                 raise StoreError(f"the event log {self._path} is closed")
             with _transaction(self._reader.conn):
                 self._reader.conn.execute("DELETE FROM calls")
-                return _summarize_all(self._reader.conn)
+                return summary.summarize_all(self._reader.conn)
 
 
 @atexit.register

@@ -16,7 +16,10 @@ from hypothesis import strategies as st
 from ivr import store
 from ivr.privacy import caller_hash
 from ivr.store import SCHEMA_VERSION, EventLog, StoreError, migrate, summarize
+from ivr.summary import QUEUE_KINDS
 from ivr.vocabulary import TRACE_KINDS, Trace
+
+from .fixtures.queue_calls import JOINED, SCENARIOS
 
 KEY = b"test-key-0123456789abcdef"
 T0 = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
@@ -88,9 +91,9 @@ def test_open_creates_a_wal_database_at_the_current_schema(log: EventLog, db_pat
     assert log.db_path == db_path and db_path.exists()
     conn = raw_db(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"events", "calls"} <= tables
+    assert tables == {"events", "calls", "agent_events", "notes", "raw_numbers", "purges"}
 
 
 def test_append_flush_events_round_trip(log: EventLog) -> None:
@@ -123,6 +126,12 @@ def test_summary_of_a_typical_call(log: EventLog) -> None:
         "path": ["start", "meny", "bygglov"], "end": "queue:bygg", "queue": "bygg",
         "category": "bygglov", "priority": 2, "attributes": {"område": "norr"}, "inputs": 2,
         "timeouts": 1, "invalid_inputs": 1, "message_ref": None, "status": "ended",
+        # 08:30Z is 09:30 in Stockholm; no queue engine: the engine's queue_result counts
+        "local_date": "2026-12-01", "local_hour": 9, "queued_at": "2026-12-01T08:30:11.250Z",
+        "wait_s": None, "queue_outcome": "answered", "abandon_stage": None, "answered_at": None,
+        "agent": "a7", "talk_s": None, "wrapup_s": None, "resolution": None, "coded": None,
+        "transfers": 0, "callback_requested": 0, "callback_completed": 0, "survey": None,
+        "offers": 0,
     }  # fmt: skip
     assert log.call("c1") == summarize("c1", log.events("c1"))
     assert [c["call_id"] for c in log.calls()] == ["c1"]
@@ -213,6 +222,105 @@ def test_rebuild_summaries_recomputes_them_from_events(log: EventLog) -> None:
     assert [c["call_id"] for c in log.calls()] == ["c1"]
 
 
+# --------------------------------------------------------------------------- queue outcomes
+
+def events_of(steps: list[tuple[float, str, dict]]) -> list[dict]:
+    return [{"seq": n, "at": store.format_at(at(s)), "kind": kind, "node": None, "data": data}
+            for n, (s, kind, data) in enumerate(steps, 1)]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_queue_outcomes_are_summarized(name: str, log: EventLog) -> None:
+    steps, expected = SCENARIOS[name]
+    row = summarize("c1", events_of(JOINED + steps))
+    assert {key: row[key] for key in expected} == expected
+    assert (row["queued_at"], row["local_date"], row["local_hour"]) == (
+        "2026-12-01T08:30:02.000Z", "2026-12-01", 9)  # fmt: skip
+    log.append_many("c1", [Trace(at(s), kind, None, data) for s, kind, data in JOINED + steps])
+    log.flush()  # through the writer, late events after call_ended included
+    assert log.call("c1") == summarize("c1", log.events("c1"))
+
+
+def test_a_call_that_never_queued_has_no_queue_outcome() -> None:
+    row = summarize("ivr", events_of([(0, "call_started", {}), (9, "disposition", {"end": "hangup"}),
+                                      (9, "call_ended", {})]))  # fmt: skip
+    assert (row["queued_at"], row["queue_outcome"], row["wait_s"], row["transfers"]) == (
+        None, None, None, 0)  # fmt: skip
+
+
+def test_a_call_started_before_midnight_belongs_to_that_local_day() -> None:
+    winter = events_of([(0, "call_started", {})])
+    winter[0]["at"] = "2026-12-31T22:59:59.000Z"  # 23:59:59 in Stockholm (CET)
+    summer = events_of([(0, "call_started", {})])
+    summer[0]["at"] = "2026-06-30T22:30:00.000Z"  # 00:30 on 1 July (CEST)
+    assert (summarize("w", winter)["local_date"], summarize("w", winter)["local_hour"]) == (
+        "2026-12-31", 23)  # fmt: skip
+    assert (summarize("s", summer)["local_date"], summarize("s", summer)["local_hour"]) == (
+        "2026-07-01", 0)  # fmt: skip
+
+
+def test_a_late_wrapup_updates_the_summary_of_an_ended_call(log: EventLog) -> None:
+    steps = JOINED + SCENARIOS["answered, coded after the caller hung up"][0]
+    traces = [Trace(at(s), kind, None, data) for s, kind, data in steps]
+    log.append_many("c1", traces[:-1])
+    log.append_many("c2", typical_call())
+    log.flush()
+    assert (log.call("c1")["status"], log.call("c1")["resolution"]) == ("ended", None)
+    log.append("c1", traces[-1])  # the agent codes the call half a minute later
+    log.flush()
+    row = log.call("c1")
+    assert (row["resolution"], row["coded"], row["wrapup_s"], row["category"]) == (
+        "resolved", 1, 30.0, "tillsyn")  # fmt: skip
+    assert [e["seq"] for e in log.events("c1")] == list(range(1, len(steps) + 1))
+
+
+def test_odd_event_data_never_jams_the_writer(log: EventLog) -> None:
+    log.append_many("c1", [
+        Trace(at(0), "call_started", None, {"flow": {"not": "text"}, "language": 2**70}),
+        Trace(at(1), "queue_answered", None, {"agent": ["a1"], "wait_s": "soon"}),
+        Trace(at(2), "wrapup", None, {"coded": "yes", "resolution": 7, "wrapup_s": float("inf")}),
+        Trace(at(3), "call_ended")])  # fmt: skip
+    log.flush(timeout=2)
+    row = log.call("c1")
+    assert (row["flow"], row["language"], row["agent"], row["wait_s"]) == (
+        '{"not":"text"}', str(2**70), None, None)  # fmt: skip
+    assert (row["queue_outcome"], row["resolution"], row["coded"]) == ("answered", None, 1)
+
+
+# --------------------------------------------------------------------------- agents, notes, numbers
+
+
+def test_agent_states_notes_and_raw_numbers_go_through_the_writer(log: EventLog) -> None:
+    log.append_agent("a1", at(0), "available")
+    log.append_agent("a1", at(5), "talking", call_id="c1")
+    log.append_agent("a1", at(60), "paused", reason="lunch")
+    log.add_note("c1", "a1", at(61), "Ringer om bygglov för Storgatan 3")
+    log.keep_raw_number("c1", "+46701234567", "callback", at(62))
+    log.keep_raw_number("c1", "+46707654321", "callback", at(63))  # replaces the first
+    for bad in [lambda: log.append_agent("a1", at(0), "asleep"),
+                lambda: log.append_agent("", at(0), "available"),
+                lambda: log.add_note("c1", "a1", at(0), ""),
+                lambda: log.keep_raw_number("c1", "+4670", "callback", datetime(2026, 1, 1))]:
+        with pytest.raises(StoreError):
+            bad()
+    log.flush()
+    conn = raw_db(log.db_path)
+    assert conn.execute("SELECT agent, at, state, reason, call_id, prev_state FROM agent_events "
+                        "ORDER BY id").fetchall() == [
+        ("a1", "2026-12-01T08:30:00.000Z", "available", None, None, None),
+        ("a1", "2026-12-01T08:30:05.000Z", "talking", None, "c1", "available"),
+        ("a1", "2026-12-01T08:31:00.000Z", "paused", "lunch", None, "talking")]  # fmt: skip
+    assert conn.execute("SELECT call_id, agent, at, text FROM notes").fetchall() == [
+        ("c1", "a1", "2026-12-01T08:31:01.000Z", "Ringer om bygglov för Storgatan 3")]
+    assert conn.execute("SELECT * FROM raw_numbers").fetchall() == [
+        ("c1", "+46707654321", "callback", "2026-12-01T08:31:03.000Z")]
+    with pytest.raises(sqlite3.DatabaseError, match="agent events are append-only"):
+        conn.execute("UPDATE agent_events SET state = 'available'")
+    log.close()
+    with pytest.raises(StoreError, match="closed"):
+        log.add_note("c1", "a1", at(70), "för sent")
+
+
 # --------------------------------------------------------------------------- privacy
 
 
@@ -273,7 +381,7 @@ def test_a_version_1_database_is_migrated_and_backfilled(db_path: Path) -> None:
     event_log = EventLog.open(db_path, hash_key=KEY)
     try:
         conn = raw_db(db_path)
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
         assert conn.execute("SELECT * FROM events ORDER BY id").fetchall() == old_rows
         ended, live = event_log.call("v1-a"), event_log.call("v1-b")
         assert ended is not None and live is not None
@@ -292,10 +400,40 @@ def test_a_version_1_database_is_migrated_and_backfilled(db_path: Path) -> None:
         event_log.close()
 
 
+def test_a_version_2_database_is_migrated_and_its_summaries_rebuilt(db_path: Path) -> None:
+    """events_v2.sql was written by the schema-2 code with queue events it did not summarize."""
+    db_path.parent.mkdir(parents=True)
+    conn = raw_db(db_path)
+    conn.executescript((FIXTURES / "events_v2.sql").read_text(encoding="utf-8"))
+    old_rows = conn.execute("SELECT * FROM events ORDER BY id").fetchall()
+    assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 4
+    event_log = EventLog.open(db_path, hash_key=KEY)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("SELECT * FROM events ORDER BY id").fetchall() == old_rows
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert {"calls_report", "calls_repeat", "agent_events_hour"} <= indexes
+        answered, abandoned = event_log.call("v2-answered"), event_log.call("v2-abandoned")
+        info, live = event_log.call("v2-info"), event_log.call("v2-live")
+        # 22:59:50Z is 23:59:50 in Stockholm on 28 March; the wrap-up came after call_ended
+        assert (answered["local_date"], answered["local_hour"], answered["wait_s"]) == (
+            "2026-03-28", 23, 22.0)  # fmt: skip
+        assert (answered["resolution"], answered["category"], answered["talk_s"]) == (
+            "resolved", "bygglov-tillsyn", 180.0)  # fmt: skip
+        assert (abandoned["queue_outcome"], abandoned["wait_s"]) == ("abandoned", 48.0)
+        assert (info["queue_outcome"], info["caller_hash"], info["end"]) == (None, None, "hangup")
+        assert (live["status"], live["queue_outcome"]) == ("in-progress", None)
+        event_log.append_agent("a1", at(0), "available")
+        event_log.flush()
+        assert conn.execute("SELECT COUNT(*) FROM agent_events").fetchone()[0] == 1
+    finally:
+        event_log.close()
+
+
 def test_migrate_reports_the_version_it_found(tmp_path: Path) -> None:
     with sqlite_utils.Database(tmp_path / "fresh.db") as db:
         assert migrate(db) == 0
-        assert migrate(db) == 2
+        assert migrate(db) == 3
     build_v1(tmp_path / "old.db")
     with sqlite_utils.Database(tmp_path / "old.db") as db:
         assert migrate(db) == 1
@@ -304,9 +442,9 @@ def test_migrate_reports_the_version_it_found(tmp_path: Path) -> None:
 
 def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
-    raw_db(path).execute("PRAGMA user_version = 3")
-    with pytest.raises(StoreError, match=r"written by a newer version \(schema 3\); "
-                       r"this program knows up to 2"):  # fmt: skip
+    raw_db(path).execute("PRAGMA user_version = 4")
+    with pytest.raises(StoreError, match=r"written by a newer version \(schema 4\); "
+                       r"this program knows up to 3"):  # fmt: skip
         EventLog.open(path, hash_key=KEY)
 
 
@@ -391,7 +529,7 @@ offsets = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minute
 traces = st.builds(
     Trace,
     at=st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=offsets),
-    kind=st.sampled_from(sorted(TRACE_KINDS)) | st.text(min_size=1),
+    kind=st.sampled_from(sorted(TRACE_KINDS | QUEUE_KINDS)) | st.text(min_size=1),
     node=st.none() | st.text(min_size=1),
     data=trace_data,
 )
