@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from ivr import __version__
@@ -158,6 +159,190 @@ def cmd_test_flows(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# ---------------------------------------------------------------------------- report
+
+
+def _date(value: str, flag: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f'{flag}: expected a date like 2026-12-01, got "{value}"') from None
+
+
+def _existing_db(settings: Settings) -> Path:
+    path = settings.store.path
+    if not path.exists():
+        raise UsageError(f"{path}: no event log there (run `ivr simulate-load` or `ivr serve` first)")
+    return path
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ivr import metrics, report
+
+    settings = _settings(args)
+    db = _existing_db(settings)
+    date_from, date_to = _date(args.date_from, "--from"), _date(args.date_to, "--to")
+    if date_to < date_from:
+        raise UsageError("--to: before --from")
+    kpi = settings.kpi
+    result = metrics.compute(
+        db, date_from, date_to, queue=args.queue, service_level_s=kpi.service_level_s,
+        short_abandon_s=kpi.short_abandon_s, abandons_in_service_level=kpi.abandons_in_service_level,
+        repeat_window_days=settings.privacy.repeat_window_days, as_of=datetime.now(UTC))
+    text = report.render(result, args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_staffing(args: argparse.Namespace) -> int:
+    from ivr import staffing
+
+    share, target_s = staffing.parse_target(args.target)
+    if args.date_from or args.date_to:
+        if not (args.date_from and args.date_to):
+            raise UsageError("--from and --to go together")
+        settings = _settings(args)
+        rows = staffing.staffing_from_log(
+            _existing_db(settings), _date(args.date_from, "--from"), _date(args.date_to, "--to"),
+            share, target_s, queue=args.queue)
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+        else:
+            print(f"{'hour':>5} {'calls/h':>8} {'AHT s':>6} {'agents':>6} {'SL':>6} {'ASA s':>6}")
+            for r in rows:
+                print(f"{r['hour']:>5} {r['calls_per_hour']:>8.1f} {r['aht_s']:>6.0f} {r['agents']:>6} "
+                      f"{r['service_level']:>6.1%} {r['asa_s']:>6.1f}")
+        return 0
+    if args.calls_per_hour is None or args.aht_s is None:
+        raise UsageError("give --calls-per-hour and --aht-s, or --from and --to to use the log")
+    result = staffing.agents_needed(args.calls_per_hour, args.aht_s, share, target_s)
+    if args.json:
+        print(json.dumps(staffing.as_json(result), ensure_ascii=False))
+    else:
+        print(f"{result.agents} agents for {args.calls_per_hour:g} calls/h, AHT {args.aht_s:g} s: "
+              f"service level {result.service_level:.1%} within {target_s:g} s, "
+              f"ASA {result.asa_s:.1f} s, occupancy {result.occupancy:.0%}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- retention
+
+
+def _messages_dir(settings: Settings) -> Path:
+    return settings.store.path.parent / "messages"
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from ivr.retention import purge
+
+    settings = _settings(args)
+    p = settings.privacy
+    for line in purge(_existing_db(settings), now=datetime.now(UTC), raw_number_days=p.raw_number_days,
+                      note_days=p.note_days, recording_days=p.recording_days,
+                      messages_dir=_messages_dir(settings)):
+        print(line)
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from ivr.retention import forget
+
+    settings = _settings(args)
+    key = resolve_hash_key(settings.privacy.hash_key, env_name=settings.privacy.hash_key_env, demo=args.demo)
+    for line in forget(_existing_db(settings), args.caller, key=key, now=datetime.now(UTC),
+                       messages_dir=_messages_dir(settings)):
+        print(line)
+    return 0
+
+
+# ---------------------------------------------------------------------------- simulate-load
+
+
+def cmd_simulate_load(args: argparse.Namespace) -> int:
+    from ivr.loadsim import LoadSimulation, Profile
+
+    settings = _settings(args)
+    flow_path = Path(args.flow) if args.flow else settings.flows_dir / "switchboard.toml"
+    flow = load_flow(flow_path, FlowContext.from_settings(settings))
+    overrides = {"calls_per_day": args.calls_per_day} if args.calls_per_day else {}
+    profile = Profile.from_file(Path(args.profile), **overrides) if args.profile else Profile(**overrides)
+    key = resolve_hash_key(settings.privacy.hash_key, env_name=settings.privacy.hash_key_env, demo=args.demo)
+    log = EventLog.open(settings.store.path, hash_key=key)
+    try:
+        sim = LoadSimulation(settings, flow, log, profile, seed=args.seed, agents=args.agents,
+                             start=_date(args.date_from, "--from"), progress=not args.quiet)
+        calls = sim.run(args.days)
+    finally:
+        log.close()
+    print(f"simulated {calls} calls over {args.days} day{'s' if args.days != 1 else ''} "
+          f"into {settings.store.path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from aiohttp import web
+
+    from ivr.server import Runtime, is_loopback, make_app, setups_for
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["server.host"] = args.host
+    if args.port:
+        overrides["server.port"] = args.port
+    if args.db:
+        overrides["store.path"] = str(Path(args.db).resolve())
+    settings = load_settings(args.config or default_config_path(), overrides=overrides or None)
+    if args.demo and not is_loopback(settings.server.host):
+        raise UsageError("--demo runs without webhook signatures and only on loopback "
+                         f"(127.0.0.1 or ::1), not on {settings.server.host}")
+    key = resolve_hash_key(settings.privacy.hash_key, env_name=settings.privacy.hash_key_env, demo=args.demo)
+    log = EventLog.open(settings.store.path, hash_key=key)
+    runtime = Runtime(settings, sink=log)
+    app = make_app(runtime, setups=setups_for(settings, demo=args.demo))
+    print(f"ivr {__version__} serving on http://{settings.server.host}:{settings.server.port} "
+          f"(flow: {runtime.flow.name}; log: {settings.store.path})", flush=True)
+    web.run_app(app, host=settings.server.host, port=settings.server.port, print=None)
+    return 0
+
+
+# ---------------------------------------------------------------------------- users and prompts
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    import getpass
+
+    from argon2 import PasswordHasher
+
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise UsageError("the two passwords differ")
+    if len(password) < 8:
+        raise UsageError("a password needs at least 8 characters")
+    print(PasswordHasher().hash(password))
+    return 0
+
+
+def cmd_prompts(args: argparse.Namespace) -> int:
+    from ivr import prompts
+
+    settings = _settings(args)
+    flow_path = Path(args.flow) if args.flow else settings.flows_dir / "switchboard.toml"
+    return prompts.main(flow_path, settings)
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -193,6 +378,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", help="scenario directory (default: callflows/scenarios)")
     p.add_argument("-v", "--verbose", action="store_true", help="list passing scenarios too")
     p.set_defaults(func=cmd_test_flows)
+
+    p = sub.add_parser("serve", parents=[common], help="run the contact center (HTTP, Twilio, Asterisk)")
+    p.add_argument("--host", help="listen address (default: server.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default: server.port, 8080)")
+    p.add_argument("--db", help="the event log (default: store.path in config.toml)")
+    p.add_argument("--demo", action="store_true",
+                   help="loopback only: demo hash key if IVR_HASH_KEY is unset, webhooks unsigned")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("passwd", help="print an argon2 hash of a password for [users.NAME]")
+    p.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(func=cmd_passwd)
+
+    p = sub.add_parser("prompts", parents=[common], help="render missing prompt audio with espeak-ng")
+    p.add_argument("flow", nargs="?", help="flow file (default: callflows/switchboard.toml)")
+    p.set_defaults(func=cmd_prompts)
+
+    p = sub.add_parser("report", parents=[common], help="KPIs and first-contact resolution from the log")
+    p.add_argument("--db", help="the event log (default: store.path in config.toml)")
+    p.add_argument("--from", dest="date_from", required=True, help="first day, e.g. 2026-12-01")
+    p.add_argument("--to", dest="date_to", required=True, help="last day (inclusive)")
+    p.add_argument("--queue", help="one queue only")
+    p.add_argument("--format", choices=["table", "csv", "json", "html"], default="table")
+    p.add_argument("--output", "-o", help="write to this file instead of standard output")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("staffing", parents=[common], help="agents needed per hour (Erlang C)")
+    p.add_argument("--calls-per-hour", type=float)
+    p.add_argument("--aht-s", type=float, help="average handle time in seconds")
+    p.add_argument("--target", default="80/60", help="service level target SHARE/SECONDS (default 80/60)")
+    p.add_argument("--db", help="the event log, with --from/--to")
+    p.add_argument("--from", dest="date_from", help="measure arrivals and handle times from the log")
+    p.add_argument("--to", dest="date_to")
+    p.add_argument("--queue", help="one queue only (with --from/--to)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_staffing)
+
+    p = sub.add_parser("purge", parents=[common], help="delete personal data past its retention")
+    p.add_argument("--db", help="the event log (default: store.path in config.toml)")
+    p.set_defaults(func=cmd_purge)
+
+    p = sub.add_parser("forget", parents=[common], help="erase one caller's personal data (GDPR)")
+    p.add_argument("--caller", required=True, help="the caller's number")
+    p.add_argument("--db", help="the event log (default: store.path in config.toml)")
+    p.add_argument("--demo", action="store_true", help="the log was written with the demo hash key")
+    p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("simulate-load", parents=[common], help="simulate days of calls into the log")
+    p.add_argument("--db", help="the event log to write (default: store.path in config.toml)")
+    p.add_argument("--from", dest="date_from", required=True, help="first simulated day")
+    p.add_argument("--days", type=int, default=1)
+    p.add_argument("--calls-per-day", type=int, help="weekday calls (default 400)")
+    p.add_argument("--agents", type=int, help="agents with every skill (default: [agents] in config)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--profile", help="TOML file with caller and agent behaviour (see docs)")
+    p.add_argument("--flow", help="flow file (default: callflows/switchboard.toml)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--demo", action="store_true", help="use the demo hash key if IVR_HASH_KEY is unset")
+    p.set_defaults(func=cmd_simulate_load)
     return parser
 
 

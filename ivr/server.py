@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import time
@@ -169,10 +170,8 @@ class Runtime:
         while True:
             due = self.center.next_deadline()
             delay = None if due is None else max(0.0, (due - self.now()).total_seconds())
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
             self._wake.clear()
             self.center.tick(self.now())
 
@@ -194,8 +193,8 @@ class Runtime:
             loop = asyncio.get_running_loop()
             if flush is not None:
                 await loop.run_in_executor(None, flush)
-            done = await loop.run_in_executor(None, lambda: purge(
-                path, now=self.now(), raw_number_days=p.raw_number_days, note_days=p.note_days,
+            done = await loop.run_in_executor(None, functools.partial(
+                purge, path, now=self.now(), raw_number_days=p.raw_number_days, note_days=p.note_days,
                 recording_days=p.recording_days, messages_dir=path.parent / "messages"))
             log.info("daily purge: %s", "; ".join(str(d) for d in done))
 
@@ -289,7 +288,6 @@ def setups_for(settings: Any, *, demo: bool) -> list[Callable[[web.Application, 
     Each part is a module with ``setup(app, runtime, *, demo)``: it adds its routes,
     registers its transport with ``runtime.router`` and its tasks with ``runtime.spawn``.
     """
-    import functools
     import importlib
 
     parts = ["ivr.web.api"]
