@@ -179,11 +179,11 @@ def _existing_db(settings: Settings) -> Path:
 def cmd_report(args: argparse.Namespace) -> int:
     from ivr import metrics, report
 
-    settings = _settings(args)
-    db = _existing_db(settings)
     date_from, date_to = _date(args.date_from, "--from"), _date(args.date_to, "--to")
     if date_to < date_from:
         raise UsageError("--to: before --from")
+    settings = _settings(args)
+    db = _existing_db(settings)
     kpi = settings.kpi
     result = metrics.compute(
         db, date_from, date_to, queue=args.queue, service_level_s=kpi.service_level_s,

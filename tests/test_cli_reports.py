@@ -67,7 +67,8 @@ def test_report_rejects_bad_dates_and_a_missing_log(capsys, tmp_path) -> None:
     code, _, err = run(capsys, "report", "--config", CONFIG, "--db", str(tmp_path / "none.db"),
                        "--from", "2026-12-01", "--to", "2026-12-02")
     assert code == 2 and "no event log there" in err
-    code, _, err = run(capsys, "report", "--config", CONFIG, "--from", "1 dec", "--to", "2026-12-02")
+    code, _, err = run(capsys, "report", "--config", CONFIG, "--db", str(tmp_path / "none.db"),
+                       "--from", "1 dec", "--to", "2026-12-02")
     assert code == 2 and 'expected a date like 2026-12-01, got "1 dec"' in err
 
 
