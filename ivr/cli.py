@@ -272,6 +272,10 @@ def cmd_simulate_load(args: argparse.Namespace) -> int:
     profile = Profile.from_file(Path(args.profile), **overrides) if args.profile else Profile(**overrides)
     key = resolve_hash_key(settings.privacy.hash_key, env_name=settings.privacy.hash_key_env, demo=args.demo)
     log = EventLog.open(settings.store.path, hash_key=key)
+    if log.call(f"sim{args.seed}-0000001") is not None:
+        log.close()
+        raise UsageError(f"{settings.store.path} already holds simulated calls with seed {args.seed}; "
+                         "use another --seed or another --db")
     try:
         sim = LoadSimulation(settings, flow, log, profile, seed=args.seed, agents=args.agents,
                              start=_date(args.date_from, "--from"), progress=not args.quiet)

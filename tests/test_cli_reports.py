@@ -92,3 +92,9 @@ def test_staffing_from_the_log_gives_one_row_per_hour(capsys, week_db) -> None:
 def test_staffing_needs_figures_or_a_period(capsys) -> None:
     code, _, err = run(capsys, "staffing", "--calls-per-hour", "20")
     assert code == 2 and "give --calls-per-hour and --aht-s" in err
+
+
+def test_simulate_load_refuses_to_write_the_same_seed_twice(capsys, week_db) -> None:
+    code, _, err = run(capsys, "simulate-load", "--config", CONFIG, "--db", str(week_db), "--from",
+                       "2026-12-07", "--seed", "5", "--demo", "--quiet")
+    assert code == 2 and "already holds simulated calls with seed 5" in err
