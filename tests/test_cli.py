@@ -162,7 +162,15 @@ def test_python_dash_m_ivr_works() -> None:
     assert done.returncode == 0 and done.stdout.startswith("ivr ")
 
 
-@pytest.mark.parametrize("command", ["check", "simulate", "test-flows"])
+def commands() -> list[str]:
+    from ivr.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sorted(sub.choices)
+
+
+@pytest.mark.parametrize("command", commands())
 def test_every_command_is_documented_in_the_readme(command: str) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"ivr {command}" in readme
