@@ -143,8 +143,9 @@ class ContactCenter:
         note), callback_result(result), transfer(call_id, to_queue)."""
         if action == "transfer":
             call_id = kwargs["call_id"]
-            self.talking.pop(call_id, None)
-            self._apply(self.queues.transfer(now, call_id, kwargs["to_queue"], by_agent=agent))
+            actions = self.queues.transfer(now, call_id, kwargs["to_queue"], by_agent=agent)
+            self.talking.pop(call_id, None)  # only once the engine has taken the transfer
+            self._apply(actions)
             return
         method: Callable[..., list[Any]] = getattr(self.queues, action)
         self._apply(method(now, agent, **kwargs))
@@ -196,6 +197,9 @@ class ContactCenter:
             self._guard(lambda a=action: self._one(a))
 
     def _one(self, action: Any) -> None:
+        notify = getattr(self.transport, "notify", None)
+        if notify is not None and isinstance(action, CallLog | AgentLog):
+            notify("call_log" if isinstance(action, CallLog) else "agent_log", action)
         match action:
             case CallLog():
                 trace = Trace(action.at, action.kind, None, dict(action.data))

@@ -77,7 +77,8 @@ class Router:
         name = self.owner.get(call_id)
         return self.transports.get(name) if name else None
 
-    def _notify(self, kind: str, payload: Any) -> None:
+    def notify(self, kind: str, payload: Any) -> None:
+        """Tell live views (agent desk, wallboard streams) that something changed."""
         for listener in list(self.listeners):
             try:
                 listener(kind, payload)
@@ -92,19 +93,19 @@ class Router:
         transport.send(call_id, commands)
 
     def offer(self, offer: Offer) -> None:
-        self._notify("offer", offer)
+        self.notify("offer", offer)
         transport = self._for_call(offer.call_id) or next(iter(self.transports.values()), None)
         if transport is not None:
             transport.offer(offer)
 
     def cancel_offer(self, cancel: CancelOffer) -> None:
-        self._notify("cancel_offer", cancel)
+        self.notify("cancel_offer", cancel)
         transport = self._for_call(cancel.call_id) or next(iter(self.transports.values()), None)
         if transport is not None:
             transport.cancel_offer(cancel)
 
     def connect(self, agent: str, call_id: str) -> None:
-        self._notify("connect", {"agent": agent, "call_id": call_id})
+        self.notify("connect", {"agent": agent, "call_id": call_id})
         transport = self._for_call(call_id)
         if transport is not None:
             transport.connect(agent, call_id)
