@@ -145,6 +145,11 @@ class ContactCenter:
             call_id = kwargs["call_id"]
             actions = self.queues.transfer(now, call_id, kwargs["to_queue"], by_agent=agent)
             self.talking.pop(call_id, None)  # only once the engine has taken the transfer
+            session = self.sessions.get(call_id)
+            if session is not None:  # the caller waits again: the line puts them on hold
+                wait = Enqueue(kwargs["to_queue"], session.category, session.priority, session.language,
+                               tuple(sorted(session.attributes.items())))
+                self._guard(lambda: self.transport.send(call_id, [wait]))
             self._apply(actions)
             return
         method: Callable[..., list[Any]] = getattr(self.queues, action)
