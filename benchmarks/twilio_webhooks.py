@@ -11,7 +11,7 @@ Baseline in the same run: a bare aiohttp handler on the same loopback that retur
 fixed TwiML string, requested with the same signed form posts: the floor that HTTP,
 aiohttp and the client set on this machine.
 
-    python benchmarks/twilio.py [--calls N] [--concurrency C]
+    python benchmarks/twilio_webhooks.py [--calls N] [--concurrency C]
 """
 
 from __future__ import annotations
@@ -25,10 +25,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-# this file is named twilio.py: keep its directory off the path, or it hides the twilio package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from aiohttp import ClientSession, web  # noqa: E402
