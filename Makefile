@@ -30,9 +30,9 @@ demo: install
 
 test: install
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n 2 -q
 	$(IVR) check
 	$(IVR) test-flows
+	$(PY) -m pytest -n 2 -q
 
 bench: install
 	$(PY) benchmarks/engine.py
