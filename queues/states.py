@@ -111,8 +111,22 @@ class Offered(AgentState):
         return Paused(now, reason=reason, idle_us=self.idle_us)
 
 
+class _PauseAfterWork:
+    """Talking and wrap-up: a pause asked for now starts once the work is done."""
+
+    __slots__ = ()
+
+    def pause(self, now: datetime, reason: str) -> AgentState:
+        return replace(self, pause_after=reason)  # type: ignore[type-var]
+
+    def resume(self, now: datetime) -> AgentState:
+        if self.pause_after is None:  # type: ignore[attr-defined]
+            raise self._refuse("resume")  # type: ignore[attr-defined]
+        return replace(self, pause_after=None)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True, slots=True)
-class Talking(AgentState):
+class Talking(_PauseAfterWork, AgentState):
     name: ClassVar[str] = "talking"
     reason: ClassVar[str | None] = None
     call_id: str  # type: ignore[assignment]
@@ -122,14 +136,6 @@ class Talking(AgentState):
 
     def logout(self, now: datetime) -> AgentState:
         raise self._refuse("log out")
-
-    def pause(self, now: datetime, reason: str) -> AgentState:
-        return replace(self, pause_after=reason)
-
-    def resume(self, now: datetime) -> AgentState:
-        if self.pause_after is None:
-            raise self._refuse("resume")
-        return replace(self, pause_after=None)
 
     def answered(self, now_us: int) -> AgentState:
         """The citizen answered the callback: the conversation starts now."""
@@ -145,7 +151,7 @@ class Talking(AgentState):
 
 
 @dataclass(frozen=True, slots=True)
-class Wrapup(AgentState):
+class Wrapup(_PauseAfterWork, AgentState):
     name: ClassVar[str] = "wrapup"
     reason: ClassVar[str | None] = None
     call_id: str  # type: ignore[assignment]
@@ -153,14 +159,6 @@ class Wrapup(AgentState):
     talk_s: float
     deadline_us: int
     pause_after: str | None = None
-
-    def pause(self, now: datetime, reason: str) -> AgentState:
-        return replace(self, pause_after=reason)
-
-    def resume(self, now: datetime) -> AgentState:
-        if self.pause_after is None:
-            raise self._refuse("resume")
-        return replace(self, pause_after=None)
 
     def done(self, now: datetime, now_us: int) -> AgentState:
         return after_work(now, now_us, self.pause_after)
