@@ -293,7 +293,7 @@ def setups_for(settings: Any, *, demo: bool) -> list[Callable[[web.Application, 
     """
     import importlib
 
-    parts = ["ivr.web.api", "ivr.web.pages", "ivr.web.directory", "ivr.web.messages"]
+    parts = ["ivr.web.api", "ivr.web.pages", "ivr.web.phone", "ivr.web.directory", "ivr.web.messages"]
     if settings.twilio.enabled:
         parts.append("ivr.transports.twilio")
     if settings.asterisk.enabled:
