@@ -347,6 +347,84 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     return prompts.main(flow_path, settings)
 
 
+# ---------------------------------------------------------------------------- directory
+
+
+def _problem_line(path: Path, problem: object) -> str:
+    line, column, message = problem  # type: ignore[misc]
+    where = f"{path}:{line}:" if line else f"{path}:"
+    return f"{where} {column}: {message}" if column else f"{where} {message}"
+
+
+def cmd_directory_import(args: argparse.Namespace) -> int:
+    from ivr.directory import DELIMITERS, Directory, DirectoryImportError
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    settings = _settings(args)
+    with Directory(settings.store.path) as directory:
+        try:
+            result = directory.import_csv(path, dry_run=args.dry_run)
+        except DirectoryImportError as e:
+            for problem in e.problems:
+                print(_problem_line(path, problem))
+            read = f" (read as {e.encoding}, {DELIMITERS[e.delimiter]}-separated)" if e.delimiter else ""
+            print(f"{len(e.problems)} problem{'s' if len(e.problems) != 1 else ''} in {path}{read}; "
+                  f"nothing imported", file=sys.stderr)
+            return 1
+    print(f"{path}: {result.encoding}, {DELIMITERS[result.delimiter]}-separated, {result.entries} entries")
+    if result.ignored_columns:
+        print(f"ignored columns: {', '.join(result.ignored_columns)}")
+    kept = f"; {result.kept_status} kept the status a supervisor set" if result.kept_status else ""
+    where = " (--dry-run: nothing written)" if result.dry_run else f" in {settings.store.path}"
+    print(f"{result.added} added, {result.updated} updated, {result.unchanged} unchanged, "
+          f"{result.removed} removed{kept}{where}")
+    return 0
+
+
+def _entry_line(entry: object, now: datetime) -> str:
+    e = entry  # an ivr.directory.Entry
+    reach = " ".join(x for x in (e.phone, f"ankn. {e.extension}" if e.extension else None) if x)
+    status = e.status_at(now)
+    note = f" ({e.status_note})" if e.status_note and status != "available" else ""
+    return f"{e.name:<30} {e.title or '':<24} {e.unit or '':<30} {reach:<26} {status}{note}"
+
+
+def cmd_directory_search(args: argparse.Namespace) -> int:
+    from ivr.directory import Directory
+
+    settings = _settings(args)
+    with Directory(_existing_db(settings)) as directory:
+        hits = directory.search(args.query, limit=args.limit)
+    now = datetime.now(UTC)
+    if args.json:
+        print(json.dumps([{**h.entry.as_json(), "score": h.score, "matched": h.matched, "field": h.field}
+                          for h in hits], ensure_ascii=False))
+        return 0
+    for h in hits:
+        print(f"{h.score:5.1f}  {_entry_line(h.entry, now)}   [{h.field}: {h.matched}]")
+    if not hits:
+        print(f'nothing found for "{args.query}"', file=sys.stderr)
+    return 0
+
+
+def cmd_directory_list(args: argparse.Namespace) -> int:
+    from ivr.directory import Directory
+
+    settings = _settings(args)
+    with Directory(_existing_db(settings)) as directory:
+        entries = directory.all()
+    if args.json:
+        print(json.dumps([e.as_json() for e in entries], ensure_ascii=False))
+        return 0
+    now = datetime.now(UTC)
+    for e in entries:
+        print(f"{e.id:<12} {e.kind:<6} {_entry_line(e, now)}")
+    print(f"{len(entries)} entr{'ies' if len(entries) != 1 else 'y'}", file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -441,6 +519,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--demo", action="store_true", help="use the demo hash key if IVR_HASH_KEY is unset")
     p.set_defaults(func=cmd_simulate_load)
+
+    p = sub.add_parser("directory", help="the staff directory: import a CSV file, search, list")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = actions.add_parser("import", parents=[common], help="import people and units from a CSV file")
+    q.add_argument("file", help="CSV as an HR or directory export gives it (see docs/directory.md)")
+    q.add_argument("--db", help="the event log (default: store.path in config.toml)")
+    q.add_argument("--dry-run", action="store_true", help="check and count only; write nothing")
+    q.set_defaults(func=cmd_directory_import)
+    q = actions.add_parser("search", parents=[common], help="search by name, unit, title or topic")
+    q.add_argument("query")
+    q.add_argument("--limit", type=int, default=10)
+    q.add_argument("--db", help="the event log (default: store.path in config.toml)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_directory_search)
+    q = actions.add_parser("list", parents=[common], help="every entry, units first")
+    q.add_argument("--db", help="the event log (default: store.path in config.toml)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_directory_list)
     return parser
 
 
