@@ -155,9 +155,13 @@ class ContactCenter:
         method: Callable[..., list[Any]] = getattr(self.queues, action)
         self._apply(method(now, agent, **kwargs))
 
+    def call_of(self, agent: str) -> str | None:
+        """The call the agent is connected to (talking), or None."""
+        return next((c for c, a in self.talking.items() if a == agent), None)
+
     def agent_left(self, now: datetime, agent: str) -> None:
         """The agent hung up: the caller goes on in the flow (the survey, or goodbye)."""
-        call_id = next((c for c, a in self.talking.items() if a == agent), None)
+        call_id = self.call_of(agent)
         self._guard(lambda: self._apply(self.queues.end_talk(now, agent, call_id)))
         if call_id is not None:
             del self.talking[call_id]

@@ -311,6 +311,33 @@ class QueueEngine(_Reactions):
     def agent_state(self, agent: str) -> str:
         return self._agent(agent).state.name
 
+    def deadline(self, agent: str) -> datetime | None:
+        """When the agent's offer rings out (offered) or its wrap-up ends (wrap-up); else None."""
+        state = self._agent(agent).state
+        due = getattr(state, "deadline_us", None) if isinstance(state, Offered | Wrapup) else None
+        return None if due is None else EPOCH + timedelta(microseconds=due)
+
+    def callers(self, now: datetime) -> dict[str, list[dict[str, Any]]]:
+        """Callers and callbacks not yet answered, per queue (only queues that have some):
+        ringing first, then waiting by place (``position``, 1 = next), then callbacks
+        scheduled for a retry. ``wait_s`` counts from the first join (a transfer keeps it).
+        Callback numbers are not included."""
+        t = to_us(now)
+        order = {"ringing": 0, "waiting": 1, "scheduled": 2}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for e in self._entries.values():
+            if e.stage not in order:
+                continue
+            out.setdefault(e.queue.name, []).append({
+                "call_id": e.call_id, "kind": e.kind, "stage": e.stage,
+                "position": self.position(e.call_id), "priority": e.priority,
+                "category": e.category, "language": e.language, "wait_s": round(span_s(e.joined_us, t), 1),
+                "agent": e.agent if e.stage == "ringing" else None, "attempts": e.attempts,
+            })
+        for rows in out.values():
+            rows.sort(key=lambda r: (order[r["stage"]], r["position"] or 0, -r["wait_s"]))
+        return out
+
     def snapshot(self, now: datetime) -> dict[str, Any]:
         """What a wallboard shows: per queue and per agent."""
         t = to_us(now)

@@ -1,10 +1,12 @@
 """The JSON API of agents and supervisors (``/api/...``); see ``docs/api.md``.
 
 Agents work their calls (log in, pause, accept, hang up, code the wrap-up, transfer);
-supervisors see the queues live (JSON and server-sent events) and switch announcements.
+supervisors see the queues live (JSON and server-sent events), the day's figures and
+switch announcements.
 Every change goes through :class:`ivr.controller.ContactCenter` with the runtime's
 clock, then ``runtime.poke()`` so the timer loop sees new deadlines. Reads of the event
-log (the IVR path of a call, repeat callers) run in a worker thread, never on the loop.
+log (the IVR path of a call, repeat callers, the day's figures from :mod:`ivr.metrics`)
+run in a worker thread, never on the loop.
 
 Errors are always ``{"error": "..."}`` with the status: 400 for a bad request (bad JSON,
 an unknown field, a request the queue engine refuses), 401 without valid credentials,
@@ -20,13 +22,14 @@ import json
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from ivr import metrics
 from ivr.hours import STOCKHOLM
 from ivr.server import Runtime
 from ivr.store import format_at
@@ -40,7 +43,7 @@ from ivr.web.auth import (
     set_session_cookie,
 )
 from ivr.web.live import LiveHub
-from queues import Offer, QueueError
+from queues import CallLog, Offer, QueueError
 from queues.model import CALLBACK_RESULTS, RESOLUTIONS
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,14 @@ PAUSE_REASONS = ("lunch", "admin", "training", "meeting", "other")
 NOTE_MAX = 4000
 TEXT_MAX = 1000
 CALL_INFO_CACHE = 256  # calls whose IVR path and repeat flag are remembered
+FIGURES_TTL_S = 5.0  # the day's figures are computed again after this (or after a change)
+RECENT_MAX = 10  # completed calls on the wallboard
+QUEUE_FIGURES = ("calls", "offered", "answered", "abandoned", "service_level", "asa_s", "longest_wait_s")
+FCR_FIGURES = ("handled", "fcr_coded", "uncoded", "fcr_repeat", "fcr_repeat_pending",
+               "fcr_repeat_excluded", "fcr_survey", "survey_answers")
+# queue log kinds after which the day's figures are stale
+FIGURE_KINDS = frozenset({"queue_answered", "queue_abandoned", "queue_overflow", "queue_closed",
+                          "wrapup", "callback_requested", "callback_attempt", "callback_failed"})
 
 API: web.AppKey[Api] = web.AppKey("ivr_api")
 
@@ -204,6 +215,7 @@ class Api:
         self.dialling: set[str] = set()  # agents who accepted a callback and owe its result
         self._call_info: dict[str, dict[str, Any]] = {}  # call_id -> path, repeat (bounded)
         self.hub = LiveHub(self.overview, fingerprint, dumps=dumps)
+        self.figures = DayFigures(runtime)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -211,6 +223,8 @@ class Api:
         """A Router listener: remember each agent's latest offer (queue, category, number)."""
         if kind == "offer" and isinstance(payload, Offer):
             self.offers[payload.agent] = payload
+        elif kind == "call_log" and isinstance(payload, CallLog) and payload.kind in FIGURE_KINDS:
+            self.figures.invalidate()
 
     def routes(self, app: web.Application) -> None:
         add = app.router
@@ -222,9 +236,11 @@ class Api:
             add.add_post(f"/api/agent/{action}",
                          self.guard("agent", functools.partial(self.agent_action, action)))
         add.add_get("/api/agent/state", self.guard("agent", self.agent_state))
+        add.add_get("/api/agent/stream", self.guard("agent", self.agent_stream))
         add.add_get("/api/queues", self.guard("supervisor", self.queues))
         add.add_get("/api/queues/stream", self.guard("supervisor", self.stream))
         add.add_get("/api/agents", self.guard("supervisor", self.agents))
+        add.add_get("/api/wallboard", self.guard("supervisor", self.wallboard))
         add.add_get("/api/announcements", self.guard("supervisor", self.announcements))
         add.add_post("/api/announcements/{slot}", self.guard("supervisor", self.set_announcement))
 
@@ -336,6 +352,8 @@ class Api:
             offer = self.offers.get(agent)
             if action == "accept" and offer is not None and offer.kind == "callback":
                 self.dialling.add(agent)
+        if action in ("accept", "hangup", "wrapup", "callback-result", "transfer", "logout"):
+            self.figures.invalidate()
         self.changed("agent", {"agent": agent, "action": action})
         return reply(self.agent_summary(agent, now))
 
@@ -353,13 +371,32 @@ class Api:
         return [name for name, q in self.settings.queues.items() if q.needs in skills]
 
     async def agent_state(self, request: web.Request, user: User) -> web.Response:
+        return reply(await self.desk_state(self.acting_agent(request, user)))
+
+    async def agent_stream(self, request: web.Request, user: User) -> web.StreamResponse:
         agent = self.acting_agent(request, user)
+        return await self.hub.stream(request, state=functools.partial(self.desk_state, agent),
+                                     fingerprint=desk_fingerprint, changes_only=True)
+
+    async def desk_state(self, agent: str) -> dict[str, Any]:
+        """What the agent desk shows: the state, the current offer or call, the deadline
+        (ring-out or end of wrap-up), whether a callback is being dialled, and the
+        callbacks waiting in the agent's queues (without their numbers)."""
         now = self.runtime.now()
-        snap = self.runtime.queues.snapshot(now)["agents"][agent]
+        engine = self.runtime.queues
+        snap = engine.snapshot(now)["agents"][agent]
         body = self.agent_summary(agent, now, snap)
         call_id = body.pop("call_id")
         body["call"] = None if call_id is None else await self.call_json(agent, call_id, now)
-        return reply(body)
+        body["deadline"] = engine.deadline(agent)
+        body["dialling"] = agent in self.dialling and snap["state"] == "talking"
+        body["at"] = now
+        served = body["queues"]
+        body["callbacks"] = [{**c, "queue": name, "queue_display": dict(self.settings.queues[name].display)}
+                             for name, rows in engine.callers(now).items() if name in served
+                             for c in rows if c["kind"] == "callback"]
+        body["callbacks"].sort(key=lambda c: -c["wait_s"])
+        return body
 
     async def call_json(self, agent: str, call_id: str, now: datetime) -> dict[str, Any]:
         """What the agent sees of its current offer or call; never a raw number for a call."""
@@ -386,6 +423,8 @@ class Api:
             "callback_number": offer.number if offer is not None and kind == "callback" else None,
             "path": info["path"],
             "repeat_caller": info["repeat_caller"],
+            "repeat_contacts": info["repeat_contacts"],
+            "repeat_window_days": self.settings.privacy.repeat_window_days,
         }
 
     async def log_info(self, call_id: str, now: datetime) -> dict[str, Any]:
@@ -412,7 +451,7 @@ class Api:
         """The live state a supervisor sees: queues with their callers and agents."""
         now = self.runtime.now()
         snap = self.runtime.queues.snapshot(now)
-        callers = waiting_callers(self.runtime.queues, now)
+        callers = self.runtime.queues.callers(now)
         agents = self.agent_rows(snap)
         queues = {}
         for name, q in self.settings.queues.items():
@@ -437,6 +476,36 @@ class Api:
     async def agents(self, request: web.Request, user: User) -> web.Response:
         snap = self.runtime.queues.snapshot(self.runtime.now())
         return reply({"agents": self.agent_rows(snap)})
+
+    async def wallboard(self, request: web.Request, user: User) -> web.Response:
+        return reply(await self.day_figures())
+
+    async def day_figures(self) -> dict[str, Any]:
+        """Today's figures per queue and per hour, FCR today and this week, recent calls."""
+        raw = await self.figures.get()
+        kpi = self.settings.kpi
+        body: dict[str, Any] = {
+            "at": raw["at"], "available": raw["error"] is None, "error": raw["error"],
+            "date": raw["date"], "week_from": raw["week_from"],
+            "service_level_s": kpi.service_level_s, "service_level_goal": kpi.service_level_goal,
+            "repeat_window_days": self.settings.privacy.repeat_window_days,
+        }
+        day, week = raw["day"] or {}, raw["week"] or {}
+        by_queue = day.get("by_queue", {})
+        body["queues"] = {name: {k: by_queue.get(name, {}).get(k, _ZERO.get(k)) for k in QUEUE_FIGURES}
+                          for name in self.settings.queues}
+        body["total"] = {k: day.get(k, _ZERO.get(k)) for k in QUEUE_FIGURES}
+        body["fcr"] = {"today": {k: day.get(k, _ZERO.get(k)) for k in FCR_FIGURES},
+                       "week": {k: week.get(k, _ZERO.get(k)) for k in FCR_FIGURES}}
+        by_hour = day.get("by_hour", {})
+        body["hours"] = [{"hour": h, **{k: by_hour.get(h, {}).get(k, _ZERO.get(k))
+                                        for k in ("calls", "answered", "abandoned", "service_level")}}
+                         for h in range(24)]
+        agents, queues = self.settings.agents, self.settings.queues
+        body["recent"] = [{**r, "agent_name": agents[r["agent"]].name if r["agent"] in agents else None,
+                           "queue_display": dict(queues[r["queue"]].display) if r["queue"] in queues
+                           else None} for r in raw["recent"]]
+        return body
 
     async def announcements(self, request: web.Request, user: User) -> web.Response:
         now = self.runtime.now()
@@ -532,33 +601,11 @@ def fingerprint(state: Mapping[str, Any]) -> Any:
     return queues, agents, slots
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_STAGES = ("ringing", "waiting", "scheduled")  # the order callers are listed in
-
-
-def waiting_callers(engine: Any, now: datetime) -> dict[str, list[dict[str, Any]]]:
-    """Callers (and callbacks) waiting per queue, with their wait and place, first first.
-
-    The queue engine's public API has no list of callers (``snapshot`` only counts
-    them), so this reads its entries; fields it does not find are left out.
-    """
-    now_us = (now - _EPOCH) // timedelta(microseconds=1)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for e in list(getattr(engine, "_entries", {}).values()):
-        stage = getattr(e, "stage", None)
-        if stage not in ("waiting", "ringing", "scheduled"):
-            continue
-        joined = getattr(e, "joined_us", None)
-        out.setdefault(e.queue.name, []).append({
-            "call_id": e.call_id, "kind": getattr(e, "kind", "call"), "stage": stage,
-            "position": engine.position(e.call_id), "priority": getattr(e, "priority", 0),
-            "category": getattr(e, "category", None), "language": getattr(e, "language", None),
-            "wait_s": None if joined is None else round(max(0, now_us - joined) / 1e6, 1),
-            "agent": getattr(e, "agent", None) if stage == "ringing" else None,
-        })
-    for rows in out.values():
-        rows.sort(key=lambda r: (_STAGES.index(r["stage"]), r["position"] or 0, -(r["wait_s"] or 0)))
-    return out
+def desk_fingerprint(body: Mapping[str, Any]) -> Any:
+    """What counts as a change for one agent's desk."""
+    call = body.get("call") or {}
+    return (body["state"], body["reason"], body["since"], call.get("call_id"), body["dialling"],
+            body["deadline"], tuple((c["call_id"], c["stage"], c["attempts"]) for c in body["callbacks"]))
 
 
 def read_call_info(sink: Any, call_id: str, since: datetime) -> dict[str, Any]:
@@ -566,7 +613,7 @@ def read_call_info(sink: Any, call_id: str, since: datetime) -> dict[str, Any]:
     called before within the window. Unknown (None) when the sink is not an event log."""
     events_of = getattr(sink, "events", None)
     if events_of is None:
-        return {"path": None, "repeat_caller": None}
+        return {"path": None, "repeat_caller": None, "repeat_contacts": None}
     flush = getattr(sink, "flush", None)
     if flush is not None:
         flush()
@@ -575,22 +622,127 @@ def read_call_info(sink: Any, call_id: str, since: datetime) -> dict[str, Any]:
     caller_hash = next((e["data"].get("caller_hash") for e in events
                         if e["kind"] == "call_started" and isinstance(e["data"], dict)), None)
     db_path = getattr(sink, "db_path", None)
-    repeat = False
+    contacts = 0
     if caller_hash and db_path is not None:
-        repeat = repeat_caller(Path(db_path), caller_hash, call_id, since)
-    return {"path": path, "repeat_caller": repeat}
+        contacts = repeat_contacts(Path(db_path), caller_hash, call_id, since)
+    return {"path": path, "repeat_caller": contacts > 0, "repeat_contacts": contacts}
 
 
-def repeat_caller(db_path: Path, caller_hash: str, call_id: str, since: datetime) -> bool:
-    """True when another call from ``caller_hash`` started at or after ``since``."""
-    conn = sqlite3.connect(db_path.absolute().as_uri() + "?mode=ro", uri=True)
+def _read_only(db_path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(Path(db_path).absolute().as_uri() + "?mode=ro", uri=True)
+
+
+def repeat_contacts(db_path: Path, caller_hash: str, call_id: str, since: datetime) -> int:
+    """How many other calls from ``caller_hash`` started at or after ``since``."""
+    conn = _read_only(db_path)
     try:
-        row = conn.execute("SELECT 1 FROM calls WHERE caller_hash = ? AND call_id != ? "
-                           "AND started_at >= ? LIMIT 1",
-                           (caller_hash, call_id, format_at(since))).fetchone()
+        row = conn.execute("SELECT COUNT(*) FROM calls WHERE caller_hash = ? AND call_id != ? "
+                           "AND started_at >= ?", (caller_hash, call_id, format_at(since))).fetchone()
     finally:
         conn.close()
-    return row is not None
+    return row[0]
+
+
+# The queue is the one the wrapped-up conversation was answered in (the calls row has
+# only the final queue, and is derived when the call ends).
+_RECENT_SQL = """SELECT e.at, e.call_id, e.data, (SELECT json_extract(q.data, '$.queue') FROM events q
+ WHERE q.call_id = e.call_id AND q.seq < e.seq AND q.kind = 'queue_answered' ORDER BY q.seq DESC LIMIT 1),
+ c.category FROM events e LEFT JOIN calls c ON c.call_id = e.call_id
+ WHERE e.kind = 'wrapup' AND e.at >= ? ORDER BY e.at DESC, e.id DESC LIMIT ?"""
+
+
+def recent_calls(db_path: Path, since: datetime, limit: int = RECENT_MAX) -> list[dict[str, Any]]:
+    """The calls most recently wrapped up (coded or not) since ``since``, latest first:
+    one row per call, from its latest wrap-up; no caller data."""
+    conn = _read_only(db_path)
+    try:
+        rows = conn.execute(_RECENT_SQL, (format_at(since), limit * 4)).fetchall()
+    finally:
+        conn.close()
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for at, call_id, data, queue, category in rows:
+        if call_id in seen:
+            continue
+        seen.add(call_id)
+        try:
+            wrap = json.loads(data) if data else {}
+        except ValueError:
+            wrap = {}
+        wrap = wrap if isinstance(wrap, dict) else {}
+        out.append({"call_id": call_id, "at": at, "queue": queue, "agent": wrap.get("agent"),
+                    "category": wrap.get("category") or category, "resolution": wrap.get("resolution"),
+                    "coded": bool(wrap.get("coded"))})
+        if len(out) >= limit:
+            break
+    return out
+
+
+_ZERO = {"calls": 0, "offered": 0, "answered": 0, "abandoned": 0, "handled": 0, "uncoded": 0,
+         "fcr_repeat_pending": 0, "fcr_repeat_excluded": 0, "survey_answers": 0}
+
+
+def compute_figures(sink: Any, settings: Any, now: datetime) -> dict[str, Any]:
+    """In a worker thread: today's KPIs, this week's (Monday to today), the recent calls."""
+    today = now.astimezone(STOCKHOLM).date()
+    monday = today - timedelta(days=today.weekday())
+    out: dict[str, Any] = {"at": now, "date": today.isoformat(), "week_from": monday.isoformat(),
+                           "day": None, "week": None, "recent": [], "error": None}
+    path = getattr(sink, "db_path", None)
+    if path is None:
+        out["error"] = "no event log"
+        return out
+    flush = getattr(sink, "flush", None)
+    if flush is not None:
+        flush()
+    kpi = settings.kpi
+    options = {"service_level_s": kpi.service_level_s, "short_abandon_s": kpi.short_abandon_s,
+               "abandons_in_service_level": kpi.abandons_in_service_level,
+               "repeat_window_days": settings.privacy.repeat_window_days, "as_of": now}
+    try:
+        out["day"] = metrics.compute(path, today, today, **options)
+        out["week"] = out["day"] if monday == today else metrics.compute(path, monday, today, **options)
+        midnight = datetime(today.year, today.month, today.day, tzinfo=STOCKHOLM)
+        out["recent"] = recent_calls(Path(path), midnight)
+    except (metrics.MetricsError, sqlite3.Error) as e:
+        log.warning("the day's figures cannot be computed: %s", e)
+        out["error"] = str(e)
+    return out
+
+
+class DayFigures:
+    """:func:`compute_figures` in a worker thread, kept ``ttl_s`` on the runtime's clock or
+    until :meth:`invalidate`; callers arriving while it runs share the one computation."""
+
+    def __init__(self, runtime: Runtime, ttl_s: float = FIGURES_TTL_S):
+        self.runtime, self.ttl = runtime, timedelta(seconds=ttl_s)
+        self.computed = 0  # how many times (for tests and logs)
+        self._value: dict[str, Any] | None = None
+        self._stale = True
+        self._task: asyncio.Future[dict[str, Any]] | None = None
+
+    def invalidate(self) -> None:
+        self._stale = True
+
+    async def get(self) -> dict[str, Any]:
+        now = self.runtime.now()
+        value = self._value
+        if value is not None and not self._stale and now - value["at"] < self.ttl \
+                and value["date"] == now.astimezone(STOCKHOLM).date().isoformat():
+            return value
+        if self._task is None or self._task.done():
+            self._stale = False
+            self._task = asyncio.ensure_future(asyncio.to_thread(
+                compute_figures, self.runtime.sink, self.runtime.settings, now))
+            self._task.add_done_callback(self._keep)
+        return await asyncio.shield(self._task)
+
+    def _keep(self, task: asyncio.Future[dict[str, Any]]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._value = task.result()
+            self.computed += 1
+        else:
+            self._stale = True
 
 
 # --------------------------------------------------------------------------- setup

@@ -1,4 +1,4 @@
-"""Server-sent events: the live queue state for wallboards and the supervisor view.
+"""Server-sent events: the live queue state for wallboards, and each agent's desk.
 
 A client of ``GET /api/queues/stream`` gets the full state as an ``event: state`` at
 once, then again after every change. Changes come from the :class:`ivr.server.Router`'s
@@ -7,6 +7,10 @@ actions, announcement switches); a light periodic check of the queue engine's
 snapshot catches the rest (a caller joining while every agent is busy, a hang-up, a
 timer), since the controller announces none of those. A comment line (``: keepalive``)
 goes out every ``heartbeat_s`` so proxies keep the connection open.
+
+``GET /api/agent/stream`` uses the same hub with a state of its own per client (one
+agent's desk, :meth:`LiveHub.stream` with ``state`` and ``changes_only``): every notice
+reaches every client, and a desk sends an event only when its own picture changed.
 
 Each client has a small bounded queue of change notices. The listener never waits: a
 full queue drops its oldest notice (every event carries the whole state, so nothing is
@@ -19,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -95,7 +100,21 @@ class LiveHub:
 
     # ------------------------------------------------------------------ a stream
 
-    async def stream(self, request: web.Request) -> web.StreamResponse:
+    async def stream(self, request: web.Request, *,
+                     state: Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]] | None = None,
+                     fingerprint: Callable[[dict[str, Any]], Any] | None = None,
+                     changes_only: bool = False) -> web.StreamResponse:
+        """One client's stream. ``state`` and ``fingerprint`` replace the hub's for this
+        client (a view of its own, such as one agent's desk; ``state`` may be async);
+        with ``changes_only`` a notice sends an event only when the fingerprint moved
+        (the notices of every other agent's changes reach every client)."""
+        state_of = state or self.state
+        print_of = fingerprint or self.fingerprint
+
+        async def current() -> dict[str, Any]:
+            value = state_of()
+            return await value if inspect.isawaitable(value) else value  # type: ignore[return-value]
+
         if self.closed:
             raise web.HTTPServiceUnavailable(reason="shutting down")
         self._loop, self._thread = asyncio.get_running_loop(), threading.get_ident()
@@ -117,12 +136,12 @@ class LiveHub:
             await asyncio.wait_for(response.write(data.encode("utf-8")), self.write_timeout_s)
             last_write = loop.time()
 
-        async def send(cause: str) -> None:
+        async def send(cause: str, body: dict[str, Any] | None = None) -> None:
             nonlocal seq, last_print
-            state = self.state()
-            last_print = self.fingerprint(state)
+            body = await current() if body is None else body
+            last_print = print_of(body)
             seq += 1
-            await write(f"id: {seq}\nevent: state\ndata: {self.dumps({'cause': cause, **state})}\n\n")
+            await write(f"id: {seq}\nevent: state\ndata: {self.dumps({'cause': cause, **body})}\n\n")
 
         try:
             await write("retry: 3000\n")
@@ -136,8 +155,9 @@ class LiveHub:
                 except TimeoutError:
                     item = None
                 if item is None:  # quiet: look for changes nobody announced; keep alive
-                    if self.poll_s and self.fingerprint(self.state()) != last_print:
-                        await send("poll")
+                    body = await current() if self.poll_s else None
+                    if body is not None and print_of(body) != last_print:
+                        await send("poll", body)
                     elif loop.time() - last_write >= self.heartbeat_s:
                         await write(": keepalive\n\n")
                     continue
@@ -146,7 +166,9 @@ class LiveHub:
                     causes.append(client.queue.get_nowait())
                 if any(c is _CLOSE for c in causes):
                     break
-                await send(str(causes[-1]))
+                body = await current()
+                if not changes_only or print_of(body) != last_print:
+                    await send(str(causes[-1]), body)
         except (ConnectionResetError, TimeoutError) as e:
             log.info("live stream to %s ended: %s", request.remote,
                      "too slow" if isinstance(e, TimeoutError) else "disconnected")
