@@ -1,148 +1,431 @@
-"""Twilio webhook round trips through the whole stack, on loopback, signed.
+"""Twilio webhooks with 500 calls in progress: throughput and latency against bare aiohttp.
 
-Each simulated call is two timed webhooks as Twilio sends them: ``POST /twilio/voice``
-(the call comes in: signature check, a new session, the greeting and the menu as TwiML)
-and the ``<Gather>`` answer (key 1: the menu is left for a queue, the caller joins the
-queue engine, an ``<Enqueue>`` comes back), both logged to a real event log (SQLite,
-one writer thread). The call is then hung up (status callback, not timed) so the state
-stays the size of a busy day rather than growing.
+Each server runs in a process of its own (one core for it), the client in this process
+(the other core), the same client for both servers, one after the other in one run:
 
-Baseline in the same run: a bare aiohttp handler on the same loopback that returns a
-fixed TwiML string, requested with the same signed form posts: the floor that HTTP,
-aiohttp and the client set on this machine.
+* **ivr**: the Twilio transport as ``ivr serve`` builds it: every request signed as
+  Twilio signs it and checked, the controller, the queue engine with its timers, a real
+  event log (SQLite, its writer thread). The server's clock is a Tuesday morning (open
+  hours) running at real speed; the queues' ``max_length`` and ``max_wait_s`` are lifted so
+  500 callers can wait (a bad day, not a misconfiguration).
+* **bare**: the same aiohttp server (``AppRunner``, ``TCPSite``, no access log) with one
+  handler that reads the form and answers a small fixed XML document; no signature
+  check, nothing kept. The client sends it exactly the same requests (URLs, form bodies,
+  signature headers).
 
-    python benchmarks/twilio_webhooks.py [--calls N] [--concurrency C]
+Before measuring, the client brings ``--calls`` calls in (500): each posts
+``/twilio/voice`` and answers the menu with a key that leads to a queue, so the
+controller holds 500 sessions waiting in its queues (in ``<Enqueue>`` at Twilio). The
+measured traffic is then cycles of five webhooks, as Twilio sends them while the
+center stays at 500 calls in progress:
+
+1. a new call: ``/twilio/voice`` (a session, the greeting and the menu);
+2. its menu answer: ``/twilio/gather?step=1`` (it joins a queue: ``<Enqueue>``);
+3. a waiting caller's hold round: ``/twilio/wait?step=2``;
+4. the longest-waiting caller hangs up: ``/twilio/queue-exit?step=2``, ``QueueResult=hangup``;
+5. that call's status callback: ``/twilio/status``, ``CallStatus=completed``.
+
+Two measurements per server:
+
+* **throughput**: closed loop, ``--concurrency`` cycles at once for ``--seconds``:
+  requests answered per second;
+* **latency at a fixed rate** (``--rate``, 200 requests/s, for ``--seconds``): request
+  *k* is due at t0 + k/rate; it is sent then (or when the request before it in its
+  cycle has its answer, if that is later), and its latency counts from when it was due,
+  so time spent queueing counts.
+
+CPU figures: the server process (event loop and event-log writer together), its event
+loop thread alone, and this (client) process, each as a share of one core.
+
+    python benchmarks/twilio_webhooks.py [--calls 500] [--seconds 10] [--rate 200] [--concurrency 16]
+                                         [--rounds N] [--only ivr|bare] [--profile FILE] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import logging
+import multiprocessing
+import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
-import xml.etree.ElementTree as ET
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aiohttp import ClientSession, web  # noqa: E402
+from aiohttp import web  # noqa: E402
 
-from ivr.config import load_settings  # noqa: E402
-from ivr.server import Runtime, make_app  # noqa: E402
-from ivr.store import EventLog  # noqa: E402
-from ivr.transports.twilio import install  # noqa: E402
 from tests.twilio_driver import ACCOUNT_SID, AUTH_TOKEN, sid, sign  # noqa: E402
 
-FIXED = ('<?xml version="1.0" encoding="UTF-8"?><Response><Gather action="/twilio/gather?step=1" '
-         'input="dtmf" numDigits="1"><Say language="sv-SE">Välkommen.</Say></Gather></Response>')
+T0 = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)  # a Tuesday, 09:30 in Stockholm: open
+KEYS = ("1", "3", "5", "0")  # main-menu keys that lead straight to a queue
+CYCLE = 5  # requests per cycle
+BARE_DOC = ('<?xml version="1.0" encoding="UTF-8"?><Response><Gather action="/twilio/gather?step=1" '
+            'input="dtmf" numDigits="1"><Say language="sv-SE" voice="Polly.Astrid">Välkommen till '
+            'Bollebygds kommun.</Say></Gather></Response>')
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
+# --------------------------------------------------------------------------- the server's process
 
 
-def form(call_sid: str, **extra: str) -> dict[str, str]:
-    return {"AccountSid": ACCOUNT_SID, "ApiVersion": "2010-04-01", "CallSid": call_sid,
-            "CallStatus": "in-progress", "Direction": "inbound", "From": "+46701234567",
-            "To": "+46331234567", **extra}
+class RunningClock:
+    """Real time, shifted to start at ``T0`` (the queue engine's timers run at real speed)."""
+
+    def __init__(self) -> None:
+        self.offset = T0 - datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
 
 
-async def post(session: ClientSession, url: str, params: dict[str, str]) -> tuple[float, str]:
-    headers = {"X-Twilio-Signature": sign(AUTH_TOKEN, url, params)}
-    t0 = time.perf_counter()
-    async with session.post(url, data=params, headers=headers) as resp:
-        text = await resp.text()
-        elapsed = time.perf_counter() - t0
-        if resp.status != 200:
-            raise RuntimeError(f"{url}: HTTP {resp.status}: {text}")
-    return elapsed, text
+def build_ivr(tmp: Path, calls: int) -> web.Application:
+    from ivr.config import load_settings
+    from ivr.server import Runtime, make_app
+    from ivr.store import EventLog
+    from ivr.transports.twilio import install
+
+    env = {"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN}
+    plain = load_settings(ROOT / "config.toml", env=env)
+    overrides: dict[str, object] = {}
+    for name in plain.queues:
+        overrides[f"queues.{name}.max_length"] = calls * 4
+        overrides[f"queues.{name}.max_wait_s"] = 24 * 3600
+    settings = load_settings(ROOT / "config.toml", env=env, overrides=overrides)
+    event_log = EventLog.open(tmp / "bench.db", hash_key=b"benchmark-key-0123456789")
+    runtime = Runtime(settings, sink=event_log, clock=RunningClock())
+    return make_app(runtime, setups=[lambda app, rt: install(app, rt, demo=False)])
 
 
-async def run_calls(base: str, calls: int, concurrency: int, *, full: bool) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"voice": [], "gather": [], "call": []}
+def build_bare() -> web.Application:
+    async def fixed(request: web.Request) -> web.Response:
+        await request.post()
+        return web.Response(text=BARE_DOC, content_type="text/xml", charset="utf-8")
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"calls_in_progress": None})
+
+    app = web.Application()
+    for name in ("voice", "gather", "wait", "queue-exit", "status"):
+        app.router.add_post(f"/twilio/{name}", fixed)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def server_process(conn: Any, mode: str, calls: int, profile: str | None = None) -> None:
+    """Serve ``mode`` on a free loopback port; answer ``cpu`` and ``stop`` on ``conn``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        # as `ivr serve` logs (INFO), into a file: the lines logged are counted
+        log_path = Path(tmp) / "server.log"
+        logging.basicConfig(level=logging.INFO, filename=log_path,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+        async def main() -> None:
+            app = build_ivr(Path(tmp), calls) if mode == "ivr" else build_bare()
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            conn.send(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+            loop = asyncio.get_running_loop()
+            stop = asyncio.Event()
+
+            async def loop_cpu() -> float:
+                return time.thread_time()
+
+            def control() -> None:
+                while True:
+                    command = conn.recv()
+                    if command == "cpu":
+                        loop_s = asyncio.run_coroutine_threadsafe(loop_cpu(), loop).result()
+                        conn.send((time.process_time(), loop_s))
+                    else:
+                        loop.call_soon_threadsafe(stop.set)
+                        return
+
+            threading.Thread(target=control, daemon=True).start()
+            if profile:  # the event loop's thread only (not the event log's writer)
+                import cProfile
+
+                profiler = cProfile.Profile()
+                profiler.enable()
+                await stop.wait()
+                profiler.disable()
+                profiler.dump_stats(profile)
+            else:
+                await stop.wait()
+            await runner.cleanup()  # flushes and closes the event log
+
+        asyncio.run(main())
+        logging.shutdown()
+        conn.send(sum(1 for _ in log_path.open(encoding="utf-8")))
+
+
+# --------------------------------------------------------------------------- the client
+
+
+class Http:
+    """A lean HTTP/1.1 client over kept-alive loopback connections (as wrk or h2load are):
+    requests are written whole, answers read by ``Content-Length``. The aiohttp client
+    costs about as much CPU per request as the bare server does, so it, not the server,
+    would set the baseline; this one costs a fraction of that."""
+
+    def __init__(self, port: int, connections: int):
+        self.port = port
+        self.host = f"127.0.0.1:{port}".encode()
+        self.size = connections
+        self.pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        self.opened: list[asyncio.StreamWriter] = []
+
+    async def open(self) -> None:
+        for _ in range(self.size):
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            self.opened.append(writer)
+            self.pool.put_nowait((reader, writer))
+
+    async def close(self) -> None:
+        for writer in self.opened:
+            writer.close()
+
+    async def request(self, method: bytes, path: str, body: bytes = b"",
+                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        head = [method + b" " + path.encode() + b" HTTP/1.1", b"Host: " + self.host]
+        if method == b"POST":
+            head += [b"Content-Type: application/x-www-form-urlencoded",
+                     b"Content-Length: " + str(len(body)).encode()]
+        head += [f"{k}: {v}".encode() for k, v in (headers or {}).items()]
+        reader, writer = await self.pool.get()
+        try:
+            writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+            status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+            length = 0
+            for line in lines:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            answer = await reader.readexactly(length) if length else b""
+        except BaseException:
+            writer.close()
+            raise
+        self.pool.put_nowait((reader, writer))
+        return int(status_line.split(b" ", 2)[1]), answer
+
+
+class Client:
+    """Twilio's side: signed form posts, and the calls the center holds."""
+
+    def __init__(self, http: Http, *, check: bool):
+        self.http = http
+        self.base = f"http://127.0.0.1:{http.port}"  # what the requests are signed for
+        self.check = check  # look at the answers (the ivr server's: the bare one is fixed)
+        self.held: deque[tuple[str, str]] = deque()  # (CallSid, From) of callers waiting
+        self.rng = random.Random(4711)
+        self.latencies: list[float] = []
+        self.done = 0
+
+    def params(self, call_sid: str, caller: str, **extra: str) -> dict[str, str]:
+        return {"AccountSid": ACCOUNT_SID, "ApiVersion": "2010-04-01", "CallSid": call_sid,
+                "CallStatus": "in-progress", "Direction": "inbound", "From": caller, "To": "+46331234567",
+                "Caller": caller, "Called": "+46331234567", "FromCountry": "SE", "ToCountry": "SE",
+                **extra}
+
+    async def post(self, path: str, params: dict[str, str], expect: bytes | None = None,
+                   due: float | None = None) -> None:
+        headers = {"X-Twilio-Signature": sign(AUTH_TOKEN, self.base + path, params)}
+        body = urlencode(params).encode()
+        if due is not None:
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        status, answer = await self.http.request(b"POST", path, body, headers)
+        if status != 200 or (self.check and expect is not None and expect not in answer):
+            raise RuntimeError(f"{path}: HTTP {status}, expected {expect!r} in: {answer[:300]!r}")
+        if due is not None:
+            self.latencies.append(time.perf_counter() - due)
+        self.done += 1
+
+    async def bring_in(self, due: Callable[[int], float | None] = lambda _s: None) -> None:
+        """A new call: the menu, then a key into a queue; the caller is held."""
+        call_sid, caller = sid(), f"+4670{self.rng.randrange(10**7):07d}"
+        await self.post("/twilio/voice", self.params(call_sid, caller, CallStatus="ringing"), b"<Gather",
+                        due(0))
+        await self.post("/twilio/gather?step=1", self.params(call_sid, caller, Digits=self.rng.choice(KEYS)),
+                        b"<Enqueue", due(1))
+        self.held.append((call_sid, caller))
+
+    async def cycle(self, due: Callable[[int], float | None] = lambda _s: None) -> None:
+        await self.bring_in(due)
+        call_sid, caller = self.held[self.rng.randrange(len(self.held))]
+        await self.post("/twilio/wait?step=2", self.params(call_sid, caller, QueueSid="QU" + "1" * 32,
+                        QueuePosition="250", QueueTime="120", AvgQueueTime="300",
+                        CurrentQueueSize="500", MaxQueueSize="1000"), None, due(2))
+        call_sid, caller = self.held.popleft()
+        await self.post("/twilio/queue-exit?step=2", self.params(call_sid, caller, QueueResult="hangup",
+                        QueueSid="QU" + "1" * 32, QueueTime="300"), None, due(3))
+        await self.post("/twilio/status", self.params(call_sid, caller, CallStatus="completed",
+                        CallDuration="320"), None, due(4))
+
+    async def in_progress(self) -> int | None:
+        status, answer = await self.http.request(b"GET", "/healthz")
+        return json.loads(answer)["calls_in_progress"] if status == 200 else None
+
+
+async def closed_loop(client: Client, concurrency: int, seconds: float) -> tuple[int, float]:
+    """Cycles back to back on ``concurrency`` workers; requests answered and the seconds taken."""
+    end = time.perf_counter() + seconds
+    before, t0 = client.done, time.perf_counter()
+
+    async def worker() -> None:
+        while time.perf_counter() < end:
+            await client.cycle()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return client.done - before, time.perf_counter() - t0
+
+
+async def fixed_rate(client: Client, rate: float, seconds: float) -> list[float]:
+    """``rate`` requests/s, each timed from when it was due."""
+    client.latencies = []
+    cycles = int(rate * seconds) // CYCLE
+    t0 = time.perf_counter() + 0.05
+
+    def due_of(i: int) -> Callable[[int], float]:
+        return lambda step: t0 + (i * CYCLE + step) / rate
+
+    async def one(i: int) -> None:
+        await asyncio.sleep(max(0.0, due_of(i)(0) - time.perf_counter() - 0.002))
+        await client.cycle(due_of(i))
+
+    await asyncio.gather(*(one(i) for i in range(cycles)))
+    return client.latencies
+
+
+async def bring_in(client: Client, calls: int, concurrency: int) -> None:
     todo = iter(range(calls))
 
-    async def worker(session: ClientSession) -> None:
+    async def worker() -> None:
         for _ in todo:
-            call_sid = sid()
-            t_voice, doc = await post(session, base + "/twilio/voice", form(call_sid))
-            action = ET.fromstring(doc).find("Gather").attrib["action"]  # type: ignore[union-attr]
-            url = action if action.startswith("http") else base + action
-            t_gather, _ = await post(session, url, form(call_sid, Digits="1"))
-            times["voice"].append(t_voice)
-            times["gather"].append(t_gather)
-            times["call"].append(t_voice + t_gather)
-            if full:
-                await post(session, base + "/twilio/status", form(call_sid, CallStatus="completed"))
+            await client.bring_in()
 
-    async with ClientSession() as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    return times
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-def latency(name: str, samples: list[float]) -> None:
-    q = statistics.quantiles(samples, n=100)
-    print(f"  {name:<28} p50 {q[49] * 1000:6.2f} ms   p99 {q[98] * 1000:6.2f} ms")
+def cpu_of(conn: Any) -> tuple[float, float]:
+    conn.send("cpu")
+    return conn.recv()
 
 
-def throughput(name: str, calls: int, wall: float) -> None:
-    print(f"{name}: {calls} calls in {wall:.2f} s = {calls / wall:,.0f} calls/s, "
-          f"{3 * calls / wall:,.0f} webhooks/s")
+def cpu(server0: tuple[float, float], server1: tuple[float, float], client0: float, client1: float,
+        wall: float) -> dict[str, float]:
+    """Shares of one core: the server process, its event loop thread, the client."""
+    return {"server": (server1[0] - server0[0]) / wall, "loop": (server1[1] - server0[1]) / wall,
+            "client": (client1 - client0) / wall}
 
 
-async def main() -> None:
+async def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    conn, child = ctx.Pipe()
+    profile = args.profile if mode == "ivr" else None
+    process = ctx.Process(target=server_process, args=(child, mode, args.calls, profile),
+                          name=f"{mode}-server")
+    process.start()
+    port = conn.recv()
+    out: dict[str, Any] = {"mode": mode}
+    http = Http(port, max(args.concurrency, 64))
+    await http.open()
+    try:
+        client = Client(http, check=mode == "ivr")
+        t0 = time.perf_counter()
+        await bring_in(client, args.calls, 16)
+        out["bring_in_s"] = time.perf_counter() - t0
+        out["held_before"] = await client.in_progress()
+        await closed_loop(client, args.concurrency, 1.0)  # warm up
+
+        server0, client0 = cpu_of(conn), time.process_time()
+        requests, wall = await closed_loop(client, args.concurrency, args.seconds)
+        server1, client1 = cpu_of(conn), time.process_time()
+        out["throughput"] = requests / wall
+        out["server_us"] = (server1[0] - server0[0]) / requests * 1e6  # CPU per request
+        out["cpu_closed"] = cpu(server0, server1, client0, client1, wall)
+        out["held_mid"] = await client.in_progress()
+
+        await asyncio.sleep(0.5)
+        t0, server0, client0 = time.perf_counter(), cpu_of(conn), time.process_time()
+        latencies = await fixed_rate(client, args.rate, args.seconds)
+        wall = time.perf_counter() - t0
+        server1, client1 = cpu_of(conn), time.process_time()
+        q = statistics.quantiles(latencies, n=100)
+        out["fixed"] = {"requests": len(latencies), "achieved": len(latencies) / wall,
+                        "p50_ms": q[49] * 1000, "p90_ms": q[89] * 1000, "p99_ms": q[98] * 1000,
+                        "max_ms": max(latencies) * 1000}
+        out["cpu_fixed"] = cpu(server0, server1, client0, client1, wall)
+        out["held_after"] = await client.in_progress()
+    finally:
+        await http.close()
+    conn.send("stop")
+    out["log_lines"] = conn.recv()
+    process.join(30)
+    return out
+
+
+def show(result: dict[str, Any], rate: float) -> None:
+    c, f, cf = result["cpu_closed"], result["fixed"], result["cpu_fixed"]
+    held = "" if result["held_before"] is None else (
+        f"; calls in progress {result['held_before']} / {result['held_mid']} / {result['held_after']} "
+        f"(before / after throughput / after latency)")
+    print(f"{result['mode']}: brought in in {result['bring_in_s']:.1f} s{held}; "
+          f"{result['log_lines']} log lines")
+    print(f"  throughput   {result['throughput']:8,.0f} requests/s   "
+          f"CPU: server {c['server']:.0%} (loop {c['loop']:.0%}), client {c['client']:.0%}; "
+          f"server CPU {result['server_us']:.0f} µs/request")
+    print(f"  at {rate:.0f}/s      p50 {f['p50_ms']:6.2f} ms  p90 {f['p90_ms']:6.2f} ms  "
+          f"p99 {f['p99_ms']:6.2f} ms  max {f['max_ms']:6.2f} ms  ({f['requests']} requests, "
+          f"{f['achieved']:.0f}/s; CPU: server {cf['server']:.0%}, client {cf['client']:.0%})")
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--calls", type=int, default=500, help="calls in progress while measuring")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--rate", type=float, default=200.0, help="requests/s of the latency run")
+    parser.add_argument("--concurrency", type=int, default=16, help="cycles at once in the throughput run")
+    parser.add_argument("--rounds", type=int, default=1, help="bare and ivr in turn, this many times")
+    parser.add_argument("--only", choices=("ivr", "bare"), help="measure one server only")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the ivr server's event loop into FILE")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN}
-        settings = load_settings(ROOT / "config.toml", env=env)
-        log = EventLog.open(Path(tmp) / "bench.db", hash_key=b"benchmark-key-0123456789")
-        runtime = Runtime(settings, sink=log)
-        app = make_app(runtime, setups=[lambda a, rt: install(a, rt, demo=False)])
-        runner, base = await serve(app)
-        await run_calls(base, 50, args.concurrency, full=True)  # warm up
-        t0 = time.perf_counter()
-        full = await run_calls(base, args.calls, args.concurrency, full=True)
-        wall_full = time.perf_counter() - t0
-        await runner.cleanup()  # flushes and closes the log
-
-    async def fixed(_request: web.Request) -> web.Response:
-        await _request.post()
-        return web.Response(text=FIXED, content_type="text/xml")
-
-    bare = web.Application()
-    bare.router.add_post("/twilio/voice", fixed)
-    bare.router.add_post("/twilio/gather", fixed)
-    bare.router.add_post("/twilio/status", fixed)
-    runner, base = await serve(bare)
-    await run_calls(base, 50, args.concurrency, full=True)
-    t0 = time.perf_counter()
-    baseline = await run_calls(base, args.calls, args.concurrency, full=True)
-    wall_bare = time.perf_counter() - t0
-    await runner.cleanup()
-
-    n = args.calls
-    print(f"twilio webhooks on loopback, signed, concurrency {args.concurrency} "
-          f"(3 requests a call: voice, gather, status; voice and gather timed)")
-    throughput("full stack", n, wall_full)
-    latency("/twilio/voice", full["voice"])
-    latency("gather answer", full["gather"])
-    latency("voice + gather", full["call"])
-    throughput("bare handler (fixed TwiML)", n, wall_bare)
-    latency("one request", baseline["voice"] + baseline["gather"])
-    latency("two requests", baseline["call"])
+    print(f"Twilio webhooks on loopback, {args.calls} calls in progress; server and client in separate "
+          f"processes; throughput: {args.concurrency} cycles at once, {args.seconds:.0f} s")
+    ratios, rounds = [], []
+    for n in range(args.rounds):  # bare and ivr in turn: a busy machine slows both alike
+        results = {mode: asyncio.run(measure(mode, args)) for mode in ("bare", "ivr")
+                   if args.only in (None, mode)}
+        rounds.append(results)
+        print(f"round {n + 1}")
+        for result in results.values():
+            show(result, args.rate)
+        if len(results) == 2:
+            ratios.append(results["ivr"]["throughput"] / results["bare"]["throughput"])
+            p99 = results["ivr"]["fixed"]["p99_ms"]
+            print(f"  ratio ivr / bare: {ratios[-1]:.0%} (target: at least 50 %); "
+                  f"ivr p99 at {args.rate:.0f}/s: {p99:.2f} ms (target: under 20 ms)")
+    if len(ratios) > 1:
+        print(f"ratio over {len(ratios)} rounds: median {statistics.median(ratios):.0%}, "
+              f"{min(ratios):.0%}-{max(ratios):.0%}")
+    if args.json:
+        print(json.dumps(rounds, indent=1))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
+

@@ -216,6 +216,14 @@ class Metrics:
         self.latency = Histogram("ivr_webhook_seconds", "Time to answer a request", ["route"],
                                  registry=self.registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+        self._latency_of: dict[str, Any] = {}  # route -> its histogram (labels() costs a lock each time)
+
+    def observe(self, route: str, seconds: float) -> None:
+        """One request's time to answer, under its route."""
+        child = self._latency_of.get(route)
+        if child is None:
+            child = self._latency_of[route] = self.latency.labels(route=route)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         snap = self.runtime.queues.snapshot(self.runtime.now())
@@ -242,7 +250,7 @@ async def timing(request: web.Request, handler: Callable[[web.Request], Awaitabl
     finally:
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"
-        request.app[METRICS].latency.labels(route=name).observe(time.perf_counter() - start)
+        request.app[METRICS].observe(name, time.perf_counter() - start)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -3,10 +3,12 @@ follows the TwiML as Twilio does (``tests/twilio_driver.py``)."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
 
+from ivr.cli import main
 from ivr.flowcheck import FlowContext, load_flow
 from ivr.simulate import simulate_call
 
@@ -23,7 +25,25 @@ def kinds(events: list[dict]) -> list[str]:
     return [e["kind"] for e in events]
 
 
-async def test_a_whole_call_menu_queue_agent_survey_wrapup_is_logged_as_simulate_would(r) -> None:
+def figures(table: str, label: str) -> list[str]:
+    """The cells after ``label`` on its line of an ``ivr report`` table."""
+    lines = [line for line in table.splitlines() if line.startswith(label + "  ")]
+    assert len(lines) == 1, f"{label!r}: {len(lines)} lines in\n{table}"
+    return re.split(r"\s{2,}", lines[0][len(label):].strip())
+
+
+def report(capsys, r, *argv: str) -> str:
+    """``ivr report`` for the test's day, over the test's event log, as a person runs it."""
+    capsys.readouterr()
+    day = T0.date().isoformat()
+    code = main(["report", "--config", str(ROOT / "config.toml"), "--db", str(r.log.db_path),
+                 "--from", day, "--to", day, *argv])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
+
+
+async def test_a_whole_call_menu_queue_agent_survey_wrapup_is_logged_as_simulate_would(r, capsys) -> None:
     call = r.twilio.call("+46701234567")
     await call.start()
     assert call.heard[0] == "Välkommen till Bollebygds kommun."
@@ -72,6 +92,17 @@ async def test_a_whole_call_menu_queue_agent_survey_wrapup_is_logged_as_simulate
                         schedules=r.runtime.settings.hours, announcements=r.runtime.board)
     assert (row["path"], row["end"]) == (sim.path, sim.end)
     assert call.sid not in r.runtime.router.owner  # released when the call ended
+
+    # and `ivr report` over this log shows it, as the municipality reads it
+    table = report(capsys, r)
+    assert figures(table, "KPI") == ["Totalt / Total", "barn-utbildning"]
+    assert figures(table, "Erbjudna till kö / Offered") == ["1", "1"]
+    assert figures(table, "Besvarade / Answered") == ["1", "1"]
+    assert figures(table, "Avbrutna i kö / Abandoned") == ["0", "0"]
+    assert figures(table, "Snittid till svar / ASA") == ["38.0 s", "38.0 s"]
+    assert figures(table, "Löst enligt kodning / FCR, agent-coded") == ["100.0 %", "100.0 %"]  # resolved
+    assert figures(table, "Löst enligt enkät / FCR, survey") == ["100.0 %", "100.0 %"]  # survey: yes
+    assert figures(table, "skola") == ["1", "1", "100.0 %", "0", "–", "1", "100.0 %", "1"]
 
 
 async def test_an_agent_already_free_is_dialled_in_the_same_answer_without_rest(r) -> None:

@@ -192,3 +192,34 @@ async def test_demo_mode_takes_unsigned_webhooks_from_loopback_and_offers_on_the
     r.center.agent(r.clock.now(), "anna", "login")  # no REST credentials: nothing to redirect with
     await call.wait_round()  # the next round says <Leave/>, and the <Enqueue action> dials anna
     assert call.state == "dial" and call.dialled() == ("Client", "anna")
+
+
+async def test_a_signature_over_the_url_with_or_without_its_port_is_accepted(aiohttp_client,
+                                                                             tmp_path) -> None:
+    # Twilio signs some requests with the default port in the URL and some without
+    r = await rig(aiohttp_client, tmp_path, overrides={"twilio.public_url": "https://ivr.example.se/kc"},
+                  public="https://ivr.example.se/kc")
+    with_port = await r.twilio.post(r.twilio.url("/twilio/voice"), params(sid()),
+                                    sign_as="https://ivr.example.se:443/kc/twilio/voice")
+    assert with_port.status == 200
+    wrong_port = await r.twilio.post(r.twilio.url("/twilio/voice"), params(sid()),
+                                     sign_as="https://ivr.example.se:8443/kc/twilio/voice")
+    assert wrong_port.status == 403
+
+
+def test_the_signature_check_agrees_with_twilios_request_validator() -> None:
+    from multidict import MultiDict
+    from twilio.request_validator import RequestValidator
+
+    from ivr.transports.twilio_webhooks import signed
+
+    validator = RequestValidator(AUTH_TOKEN)
+    form = MultiDict(params("CA" + "0" * 32, Digits="1"))
+    urls = ["https://ivr.example.se/twilio/gather?step=2", "https://ivr.example.se:443/twilio/gather?step=2",
+            "http://127.0.0.1:8080/twilio/voice", "http://127.0.0.1/twilio/voice"]
+    for requested in urls:
+        for signed_as in urls + ["https://ivr.example.se/twilio/gather?step=3"]:
+            signature = sign(AUTH_TOKEN, signed_as, dict(form))
+            assert signed(validator, requested, form, signature) \
+                == validator.validate(requested, form, signature), (requested, signed_as)
+    assert not signed(validator, urls[0], form, "ö-not-base64")

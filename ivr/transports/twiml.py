@@ -1,6 +1,6 @@
 """Commands -> TwiML documents, with ``twilio.twiml.voice_response.VoiceResponse``.
 
-Pure functions of their arguments: no state, no I/O. Every URL in a document is
+Pure functions of their arguments: no I/O, no state but a cache. Every URL in a document is
 absolute, built from the public base address (``[twilio] public_url``, or the address
 the request came in on), so Twilio's requests are signed for the address a reverse
 proxy shows it, and every action URL carries the document's ``step``: the transport
@@ -17,10 +17,19 @@ uses it to tell a retried webhook from a new one.
 * ``Hangup``: ``<Hangup/>``.
 * an offer: ``<Dial timeout action>`` of the agent's endpoint, whose ``url`` reports the
   answer.
+
+Building a document with ``VoiceResponse`` (an ElementTree, serialised) costs more than
+the rest of a webhook's handling, and most documents recur: every caller of a menu gets
+the same one for the same step. So the documents are kept in a bounded cache keyed by
+every argument they are built from (frozen values: prompts, commands, the base address,
+the step, the style); being pure functions, a cached document is the very text that
+would be built again. Only the offer to an agent, which names the call, is built each
+time.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
@@ -32,6 +41,7 @@ from ivr.vocabulary import Gather as GatherCommand
 
 LANGUAGES = {"sv": "sv-SE", "en": "en-GB"}
 QUEUE_NAME_MAX = 64  # Twilio's limit on a queue's name
+CACHE_SIZE = 4096    # documents kept per kind (a few hundred bytes each)
 WAIT_PAUSE_S = 15    # between waitUrl polls when no hold music is configured
 
 SORRY = Prompt("sv", "Tyvärr gick något fel. Försök igen om en stund. Hej då.")
@@ -88,8 +98,16 @@ def _endpoint(dial: Dial, address: str, **attrs: str) -> None:
         dial.number(address, method="POST", **attrs)
 
 
+_cached = functools.lru_cache(maxsize=CACHE_SIZE, typed=True)
+
+
 def flow(plays: Iterable[Prompt], cmd: Command | None, *, base: str, step: int, style: Style) -> str:
     """The prompts, then the flow's blocking command (Gather, Record, Transfer, Hangup)."""
+    return _flow(tuple(plays), cmd, base, step, style)
+
+
+@_cached
+def _flow(plays: tuple[Prompt, ...], cmd: Command | None, base: str, step: int, style: Style) -> str:
     r = VoiceResponse()
     for prompt in plays:
         _speak(r, prompt, base, style)
@@ -124,6 +142,11 @@ def flow(plays: Iterable[Prompt], cmd: Command | None, *, base: str, step: int, 
 
 
 def enqueue(plays: Iterable[Prompt], queue: str, *, base: str, step: int, style: Style) -> str:
+    return _enqueue(tuple(plays), queue, base, step, style)
+
+
+@_cached
+def _enqueue(plays: tuple[Prompt, ...], queue: str, base: str, step: int, style: Style) -> str:
     r = VoiceResponse()
     for prompt in plays:
         _speak(r, prompt, base, style)
@@ -150,12 +173,16 @@ def wait(announcements: Iterable[Prompt], *, base: str, step: int, style: Style,
     """One round of waiting: announcements, then hold music (or a pause). With
     ``callback_language`` the round listens for 1 (call me back), said after each
     announcement."""
+    return _wait(tuple(announcements), base, step, style, callback_language)
+
+
+@_cached
+def _wait(said: tuple[Prompt, ...], base: str, step: int, style: Style, callback_language: str | None) -> str:
     r = VoiceResponse()
     parent: VoiceResponse | Gather = r
     if callback_language is not None:
         parent = r.gather(input="dtmf", num_digits=1, timeout=1, action=url(base, "wait-key", step=step),
                           method="POST", action_on_empty_result=False)
-    said = list(announcements)
     for prompt in said:
         _speak(parent, prompt, base, style)
     if callback_language is not None and said:  # with each position announcement
@@ -168,6 +195,7 @@ def wait(announcements: Iterable[Prompt], *, base: str, step: int, style: Style,
     return str(r)
 
 
+@functools.cache
 def leave() -> str:
     """From a waitUrl: out of the queue, on to the ``<Enqueue action>``."""
     r = VoiceResponse()
@@ -175,6 +203,7 @@ def leave() -> str:
     return str(r)
 
 
+@_cached
 def agent_whisper(text: str | None, style: Style) -> str:
     """On the agent's leg before the two are connected."""
     r = VoiceResponse()
@@ -184,6 +213,7 @@ def agent_whisper(text: str | None, style: Style) -> str:
     return str(r)
 
 
+@_cached
 def refuse_agent(style: Style) -> str:
     r = VoiceResponse()
     language, voice = style.voice("sv")
@@ -192,6 +222,7 @@ def refuse_agent(style: Style) -> str:
     return str(r)
 
 
+@_cached
 def retry_later(*, base: str, seconds: int = 5) -> str:
     """Twilio could not queue the caller: wait a moment and ask again."""
     r = VoiceResponse()
@@ -200,6 +231,7 @@ def retry_later(*, base: str, seconds: int = 5) -> str:
     return str(r)
 
 
+@_cached
 def sorry(style: Style) -> str:
     r = VoiceResponse()
     _speak(r, SORRY, "", style)
@@ -207,5 +239,6 @@ def sorry(style: Style) -> str:
     return str(r)
 
 
+@functools.cache
 def empty() -> str:
     return str(VoiceResponse())
