@@ -315,7 +315,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = make_app(runtime, setups=setups_for(settings, demo=args.demo))
     print(f"ivr {__version__} serving on http://{settings.server.host}:{settings.server.port} "
           f"(flow: {runtime.flow.name}; log: {settings.store.path})", flush=True)
-    web.run_app(app, host=settings.server.host, port=settings.server.port, print=None)
+    # aiohttp's access log writes a line per webhook at INFO: off unless asked for (it costs
+    # throughput, and request lines are operational data nobody reads by default).
+    web.run_app(app, host=settings.server.host, port=settings.server.port, print=None,
+                access_log=logging.getLogger("aiohttp.access") if args.access_log else None)
     return 0
 
 
@@ -467,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="the event log (default: store.path in config.toml)")
     p.add_argument("--demo", action="store_true",
                    help="loopback only: demo hash key if IVR_HASH_KEY is unset, webhooks unsigned")
+    p.add_argument("--access-log", action="store_true", help="log every HTTP request (off by default)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("passwd", help="print an argon2 hash of a password for [users.NAME]")
