@@ -166,8 +166,20 @@ class Trace:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-# Kinds of trace a session emits; the event log accepts exactly these (plus the ones
-# the controller and queue engine add later).
+# Kinds the agent transfers add to the call's record (ivr.transfers.LOG_KINDS: their keys).
+TRANSFER_KINDS = frozenset(
+    {
+        "transfer_started",     # an agent began a transfer: kind, target, from which queue
+        "leg_answered",         # the target's leg answered: who, after how long ringing
+        "leg_ended",            # the target's leg ended: its talk seconds
+        "transfer_completed",   # the caller is with the target (or in the new queue)
+        "transfer_failed",      # busy, no answer, refused, caller gone: and the fallback taken
+        "transfer_cancelled",   # attended: the agent took the caller back
+    }
+)
+
+# Kinds of trace a session emits, and the transfers' kinds; the event log accepts exactly
+# these (plus the ones the controller and queue engine add later).
 TRACE_KINDS = frozenset(
     {
         "call_started",
@@ -188,4 +200,4 @@ TRACE_KINDS = frozenset(
         "disposition",
         "call_ended",
     }
-)
+) | TRANSFER_KINDS

@@ -311,6 +311,10 @@ class QueueEngine(_Reactions):
     def agent_state(self, agent: str) -> str:
         return self._agent(agent).state.name
 
+    def queue_config(self, queue: str) -> QueueConfig:
+        """A queue's settings; QueueError (with the closest name) for an unknown queue."""
+        return self._queue(queue).config
+
     def deadline(self, agent: str) -> datetime | None:
         """When the agent's offer rings out (offered) or its wrap-up ends (wrap-up); else None."""
         state = self._agent(agent).state

@@ -507,3 +507,137 @@ async def test_announcements_on_with_until_then_off(client, runtime, clock) -> N
     assert text in first_texts("again")
     await post(client, "/api/announcements/driftstorning", chef, {"enabled": False})
     assert text not in first_texts("off")
+
+
+# --------------------------------------------------------------------------- agent transfers
+
+
+class TransferLine(Line):
+    """A line that carries out transfer actions by recording them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transfers: list = []
+
+    def transfer(self, action) -> None:
+        self.transfers.append(action)
+
+
+@pytest.fixture
+async def xfer(aiohttp_client, runtime, monkeypatch):
+    """The API and the directory, a call from "twilio" answered by anna; the Router passes
+    transfer actions to the call's transport."""
+    from ivr.web import directory as directory_module
+
+    monkeypatch.setenv("IVR_SESSION_KEY", SESSION_KEY)
+    app = make_app(runtime, setups=[functools.partial(api_module.setup, demo=True),
+                                    functools.partial(directory_module.setup, demo=True)])
+    client = await aiohttp_client(app)
+    router = runtime.router
+    if not hasattr(type(router), "transfer"):  # until ivr.server.Router routes transfers itself
+        monkeypatch.setattr(router, "transfer", lambda a: router._for_call(a.call_id).transfer(a),
+                            raising=False)
+        monkeypatch.setattr(router, "can_transfer",
+                            lambda call_id: hasattr(router._for_call(call_id), "transfer"), raising=False)
+    line = TransferLine()
+    router.add("twilio", line)
+    chef, anna = await session(client, "chef"), await session(client, "anna")
+    entry = {"kind": "person", "name": "Åsa Öberg", "phone": "031-300 11 22", "topics": ["bygglov"],
+             "endpoints": {"twilio": "client:asa", "asterisk": "PJSIP/1234"}}
+    resp = await client.put("/api/directory/asa-oberg", json=entry, headers=chef)
+    assert resp.status == 201, await resp.text()
+    await post(client, "/api/agent/login", anna)
+    router.claim("c1", "twilio")
+    call_in(runtime, "c1", "1")
+    await post(client, "/api/agent/accept", anna)
+    return client, anna, line
+
+
+async def test_attended_transfer_over_the_api_consult_then_complete(xfer, runtime, clock) -> None:
+    client, anna, line = xfer
+    clock.advance(seconds=30)
+    state = await post(client, "/api/agent/transfer", anna,
+                       {"kind": "attended", "target": {"directory": "asa-oberg"}})
+    assert state["state"] == "talking"
+    ring = line.transfers[-1]
+    assert type(ring).__name__ == "RingTarget" and ring.target.endpoint == "client:asa"  # twilio's endpoint
+    desk = await get(client, "/api/agent/state", anna)
+    assert desk["transfer"] == {"kind": "attended", "target_kind": "directory", "target_label": "Åsa Öberg",
+                                "state": "ringing", "active": True, "reason": None,
+                                "since": clock.now().isoformat()}
+    bad = await post(client, "/api/agent/transfer/complete", anna, status=409)
+    assert bad["error"] == 'call "c1": Åsa Öberg has not answered yet; wait, or cancel the transfer'
+    again = await post(client, "/api/agent/transfer", anna, {"target": {"queue": "vaxeln"}}, status=409)
+    assert "under way" in again["error"]
+
+    clock.advance(seconds=5)
+    runtime.center.transfer_event(clock.now(), "c1", "answered")
+    assert (await get(client, "/api/agent/state", anna))["transfer"]["state"] == "consulting"
+    clock.advance(seconds=20)
+    done = await post(client, "/api/agent/transfer/complete", anna)
+    assert done["state"] == "wrapup"
+    assert [type(a).__name__ for a in line.transfers] == ["RingTarget", "Consult", "JoinTarget"]
+    assert (await get(client, "/api/agent/state", anna))["transfer"]["state"] == "completed"
+
+
+async def test_blind_transfer_to_a_busy_number_comes_back_and_cannot_be_cancelled(xfer, runtime, clock
+                                                                                  ) -> None:
+    client, anna, line = xfer
+    await post(client, "/api/agent/transfer", anna, {"target": {"number": "031-300 11 99"}})  # blind
+    assert line.transfers[-1].target.endpoint == "+46313001199"
+    runtime.center.transfer_event(clock.now(), "c1", "leg_failed", "busy", None)
+    desk = await get(client, "/api/agent/state", anna)
+    assert desk["state"] == "talking" and desk["transfer"]["state"] == "failed"
+    assert desk["transfer"]["active"] is False  # over: the desk may start another
+    assert desk["transfer"]["reason"] == "busy" and desk["transfer"]["target_label"] == "+46 31-*** ** 99"
+    bad = await post(client, "/api/agent/transfer/cancel", anna, status=409)
+    assert "no transfer under way" in bad["error"]
+
+
+async def test_transfer_targets_are_checked_at_the_door(xfer) -> None:
+    client, anna, _line = xfer
+    cases = [
+        ({"target": {"directory": "asa-obreg"}}, 404, 'no directory entry "asa-obreg"'),
+        ({"target": {"queue": "omsorj"}}, 404, 'did you mean "omsorg"'),
+        ({"target": {"number": "0900-123 45 67"}}, 400, "blocked"),
+        ({"target": {"number": "+4930123456"}}, 400, "allowed prefixes"),
+        ({"target": {"number": "hej"}}, 400, "target.number"),
+        ({"target": {"queue": "omsorg", "number": "+46313001122"}}, 400, "exactly one of"),
+        ({"kind": "warm", "target": {"queue": "omsorg"}}, 400, 'kind: expected one of "blind", "attended"'),
+        ({"kind": "attended", "target": {"queue": "omsorg"}}, 400, "blind transfer"),
+        ({"target": {"queue": "omsorg"}, "to_queue": "omsorg"}, 400, "not both"),
+        ({}, 400, "target: missing"),
+        ({"target": {"queue": "barn-utbildning"}}, 409, "already in queue"),
+    ]
+    for body, status, words in cases:
+        bad = await post(client, "/api/agent/transfer", anna, body, status=status)
+        assert words in bad["error"], (body, bad)
+
+
+async def test_transfer_when_not_talking_is_409(client, runtime) -> None:
+    anna = await session(client, "anna")
+    await post(client, "/api/agent/login", anna)
+    bad = await post(client, "/api/agent/transfer", anna, {"target": {"queue": "omsorg"}}, status=409)
+    assert bad["error"] == 'agent "anna" is not talking to a caller (available)'
+    await post(client, "/api/agent/transfer/complete", anna, status=409)
+    assert (await get(client, "/api/agent/state", anna))["transfer"] is None
+
+
+async def test_a_line_that_cannot_transfer_refuses_a_person_with_409(client, runtime) -> None:
+    anna = await session(client, "anna")
+    await post(client, "/api/agent/login", anna)
+    call_in(runtime, "c1", "1")
+    await post(client, "/api/agent/accept", anna)
+    bad = await post(client, "/api/agent/transfer", anna, {"target": {"number": "+46313001122"}}, status=409)
+    assert "cannot transfer" in bad["error"]
+    done = await post(client, "/api/agent/transfer", anna, {"kind": "blind", "target": {"queue": "omsorg"}})
+    assert done["state"] == "wrapup"
+
+
+def test_a_desk_stream_sends_a_new_picture_when_only_the_transfer_changes() -> None:
+    body = {"state": "talking", "reason": None, "since": "t", "call": {"call_id": "c1"}, "dialling": False,
+            "deadline": None, "callbacks": [], "transfer": None}
+    ringing = {**body, "transfer": {"state": "ringing", "since": "t1"}}
+    consulting = {**body, "transfer": {"state": "consulting", "since": "t2"}}
+    prints = {api_module.desk_fingerprint(b) for b in (body, ringing, consulting)}
+    assert len(prints) == 3

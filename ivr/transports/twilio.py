@@ -13,6 +13,13 @@ task redirects the call (``calls(sid).update(url=/twilio/resume)``), whose handl
 renders the line; if the REST API fails, the caller stays queued in our engine and the
 next waitUrl round of ``<Enqueue>`` answers ``<Leave/>`` to collect the change.
 Position announcements wait for the next waitUrl round.
+
+Agent transfers (:mod:`ivr.transports.twilio_transfer`): a blind transfer to a person or
+a number puts the line in mode ``xfer``, whose document is ``<Dial>`` of the target (the
+REST redirect that delivers it ends the caller's ``<Dial>`` to the agent);
+``ReturnToAgent`` dials the agent again; a queue transfer is an ``Enqueue``. Attended
+transfers (a conference per call) are not wired yet: they are refused, so the call stays
+with the agent.
 """
 
 from __future__ import annotations
@@ -29,9 +36,11 @@ from typing import Any
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from ivr import transfers as tr
 from ivr.server import Runtime, is_loopback
 from ivr.transports import twiml
 from ivr.transports.twilio_rest import Rest, Sleep
+from ivr.transports.twilio_transfer import dial_target
 from ivr.vocabulary import Command, Enqueue, Gather, Hangup, Play, Prompt, Record, Transfer
 from queues import CancelOffer, Offer
 
@@ -54,13 +63,14 @@ class Line:
     sid: str
     caller: str | None = None
     language: str = "sv"
-    mode: str = "flow"                  # flow | waiting | ringing | talking | ended
+    mode: str = "flow"                  # flow | waiting | ringing | talking | xfer | ended
     plays: list[Prompt] = field(default_factory=list)   # before the next blocking verb
     flow_cmd: Command | None = None     # Gather | Record | Transfer | Hangup, in mode flow/ended
     flow_new: bool = False              # flow_cmd not rendered yet
     queue: str | None = None
     ring_s: float = 20.0
     agent: str | None = None            # offered (ringing) or talking
+    xfer: tuple[str, int, float] | None = None  # mode xfer: the target's endpoint, transfer n, ring s
     announce: list[Prompt] = field(default_factory=list)  # for the next waitUrl round
     step: int = 0                       # documents rendered; action URLs carry it
     physical: tuple[str, Any] = ("none", None)
@@ -76,13 +86,15 @@ class Line:
             return ("dial", self.agent)
         if self.mode == "waiting":
             return ("queue", self.queue)
+        if self.mode == "xfer" and self.xfer is not None:
+            return ("xfer", self.xfer[1])
         return (self.mode, None)
 
     def dirty(self) -> bool:
         """Twilio should be given a new document."""
         if self.flow_new or self.plays:
             return True
-        return self.mode in ("waiting", "ringing", "talking") and self.target() != self.physical
+        return self.mode in ("waiting", "ringing", "talking", "xfer") and self.target() != self.physical
 
     def remember(self, fingerprint: str, reply: str) -> None:
         self.replies[fingerprint] = reply
@@ -173,6 +185,33 @@ class TwilioTransport:
             line.mode, line.agent = "talking", agent  # accepted on the desk before the phone rang
             self._changed(line)
 
+    def can_transfer(self, call_id: str) -> bool:
+        line = self.lines.get(call_id)
+        return line is not None and not line.closed
+
+    def transfer(self, action: tr.Action) -> None:
+        """The transfer machine's actions on the caller's line (see the module's doc)."""
+        line = self.lines.get(action.call_id)
+        if line is None or line.closed:
+            return
+        match action:
+            case tr.RingTarget(kind="blind"):
+                if self.rest is None and line.sid != self._current:
+                    raise RuntimeError("no REST credentials: the call cannot be moved to the target")
+                line.xfer = (action.target.endpoint or "", action.transfer, action.timeout_s)
+                line.mode, line.agent = "xfer", None
+                self._changed(line)
+            case tr.RingTarget():
+                raise NotImplementedError("attended transfers are not wired on Twilio yet")
+            case tr.ReturnToAgent() if line.mode == "xfer":  # blind, not answered: the agent again
+                line.mode, line.agent, line.xfer = "talking", action.agent, None
+                self._changed(line)
+            case _:
+                # JoinTarget: the caller's own <Dial> connected them. DropTarget: the next
+                # action (back to the agent, the message) or the caller's hang-up moves the
+                # line. ToMessage: the flow's next step comes through send().
+                pass
+
     # ------------------------------------------------------------------ lines
 
     def endpoint(self, agent: str) -> str | None:
@@ -218,6 +257,10 @@ class TwilioTransport:
                                    style=self.style)
         elif line.mode == "waiting" and line.queue is not None:
             doc = twiml.enqueue(plays, line.queue, base=base, step=line.step, style=self.style)
+        elif line.mode == "xfer" and line.xfer is not None:
+            endpoint, n, ring_s = line.xfer
+            doc = dial_target(endpoint, call_sid=line.sid, transfer=n, ring_s=ring_s, base=base,
+                              style=self.style)
         else:  # the flow's step again (after new prompts, it is asked anew)
             cmd = line.flow_cmd or (Hangup() if line.mode == "ended" else None)
             doc = twiml.flow(plays, cmd, base=base, step=line.step, style=self.style)

@@ -10,7 +10,8 @@ run in a worker thread, never on the loop.
 
 Errors are always ``{"error": "..."}`` with the status: 400 for a bad request (bad JSON,
 an unknown field, a request the queue engine refuses), 401 without valid credentials,
-403 for the wrong role, 404 for an unknown resource, 429 while locked out.
+403 for the wrong role, 404 for an unknown resource, 409 for a transfer that is not
+possible now, 429 while locked out.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from ivr import metrics
 from ivr.hours import STOCKHOLM
 from ivr.server import Runtime
 from ivr.store import format_at
+from ivr.transfers import KINDS as TRANSFER_KINDS
+from ivr.transfers import TransferError, resolve_target
 from ivr.web.auth import (
     Authenticator,
     AuthError,
@@ -192,6 +195,8 @@ async def json_errors(request: web.Request,
         if e.status == 413:
             message = "request body too large"
         return _error_response(e.status, message, keep)
+    except TransferError as e:
+        return _error_response(e.status, str(e))
     except (QueueError, ValueError) as e:
         return _error_response(400, str(e))
     except Exception:
@@ -232,7 +237,7 @@ class Api:
         add.add_post("/api/logout", self.logout)
         add.add_get("/api/session", self.guard("agent", self.session))
         for action in ("login", "logout", "pause", "resume", "accept", "decline", "hangup",
-                       "wrapup", "callback-result", "transfer"):
+                       "wrapup", "callback-result", "transfer", "transfer/complete", "transfer/cancel"):
             add.add_post(f"/api/agent/{action}",
                          self.guard("agent", functools.partial(self.agent_action, action)))
         add.add_get("/api/agent/state", self.guard("agent", self.agent_state))
@@ -329,13 +334,11 @@ class Api:
             center.agent(now, agent, "callback_result", result=body["result"])
             self.dialling.discard(agent)
         elif action == "transfer":
-            queues = tuple(self.settings.queues)
-            body = await read_body(request, {"to_queue": Field(text(100, choices=queues),
-                                                               required=True)})
-            state = self.runtime.queues.snapshot(now)["agents"][agent]
-            if state["state"] != "talking" or not state["call_id"]:
-                raise ApiError(400, f'agent "{agent}" is not talking to a caller ({state["state"]})')
-            center.agent(now, agent, "transfer", call_id=state["call_id"], to_queue=body["to_queue"])
+            await self.start_transfer(request, agent)
+        elif action in ("transfer/complete", "transfer/cancel"):
+            await read_body(request, {})
+            self.talking_call(agent, now)
+            center.agent(now, agent, action.replace("/", "_"))
         elif action == "hangup":
             await read_body(request, {})
             state = self.runtime.queues.agent_state(agent)
@@ -352,10 +355,45 @@ class Api:
             offer = self.offers.get(agent)
             if action == "accept" and offer is not None and offer.kind == "callback":
                 self.dialling.add(agent)
-        if action in ("accept", "hangup", "wrapup", "callback-result", "transfer", "logout"):
+        if action in ("accept", "hangup", "wrapup", "callback-result", "logout") or \
+                action.startswith("transfer"):
             self.figures.invalidate()
         self.changed("agent", {"agent": agent, "action": action})
         return reply(self.agent_summary(agent, now))
+
+    def talking_call(self, agent: str, now: datetime) -> str:
+        """The call the agent is talking to; 409 when there is none."""
+        state = self.runtime.queues.snapshot(now)["agents"][agent]
+        if state["state"] != "talking" or not state["call_id"]:
+            raise ApiError(409, f'agent "{agent}" is not talking to a caller ({state["state"]})')
+        return state["call_id"]
+
+    async def start_transfer(self, request: web.Request, agent: str) -> None:
+        """``{"kind": "blind"|"attended", "target": {"queue"|"directory"|"number": ...}}`` or
+        the older ``{"to_queue": NAME}``; the target is resolved (a directory entry read) in
+        a worker thread, then the controller starts the transfer on the clock's now."""
+        queues = tuple(self.settings.queues)
+        body = await read_body(request, {"kind": Field(text(20, choices=TRANSFER_KINDS)),
+                                          "target": Field(anything),
+                                          "to_queue": Field(text(100, choices=queues))})
+        if "to_queue" in body and "target" in body:
+            raise ApiError(400, 'give "target" or the older "to_queue", not both')
+        if "to_queue" in body:
+            spec: Any = {"queue": body["to_queue"]}
+        elif "target" in body:
+            spec = body["target"]
+        else:
+            raise ApiError(400, 'target: missing; expected {"queue": NAME}, {"directory": ID} or '
+                                '{"number": "+46..."}')
+        call_id = self.talking_call(agent, self.runtime.now())
+        center = self.runtime.center
+        transport = self.runtime.router.owner.get(call_id, "sim")
+        holder = request.app.get(_directory_key())
+        directory = getattr(holder, "directory", None)
+        target = await asyncio.to_thread(resolve_target, spec, transport=transport, queues=queues,
+                                         directory=directory, policy=center.transfers.policy)
+        center.agent(self.runtime.now(), agent, "transfer", call_id=call_id, kind=body.get("kind", "blind"),
+                     target=target)
 
     def agent_summary(self, agent: str, now: datetime, snap: Mapping[str, Any] | None = None
                       ) -> dict[str, Any]:
@@ -388,6 +426,7 @@ class Api:
         body = self.agent_summary(agent, now, snap)
         call_id = body.pop("call_id")
         body["call"] = None if call_id is None else await self.call_json(agent, call_id, now)
+        body["transfer"] = None if call_id is None else self.runtime.center.transfer_state(call_id)
         body["deadline"] = engine.deadline(agent)
         body["dialling"] = agent in self.dialling and snap["state"] == "talking"
         body["at"] = now
@@ -604,8 +643,10 @@ def fingerprint(state: Mapping[str, Any]) -> Any:
 def desk_fingerprint(body: Mapping[str, Any]) -> Any:
     """What counts as a change for one agent's desk."""
     call = body.get("call") or {}
+    transfer = body.get("transfer") or {}
     return (body["state"], body["reason"], body["since"], call.get("call_id"), body["dialling"],
-            body["deadline"], tuple((c["call_id"], c["stage"], c["attempts"]) for c in body["callbacks"]))
+            body["deadline"], tuple((c["call_id"], c["stage"], c["attempts"]) for c in body["callbacks"]),
+            transfer.get("state"), transfer.get("since"))
 
 
 def read_call_info(sink: Any, call_id: str, since: datetime) -> dict[str, Any]:
@@ -743,6 +784,13 @@ class DayFigures:
             self.computed += 1
         else:
             self._stale = True
+
+
+def _directory_key() -> Any:
+    """The staff directory's AppKey (ivr.web.directory imports this module: looked up late)."""
+    from ivr.web.directory import DIRECTORY
+
+    return DIRECTORY
 
 
 # --------------------------------------------------------------------------- setup

@@ -1,0 +1,203 @@
+"""Agent transfers on Asterisk: the transfer machine's actions as AMI actions, AMI events back.
+
+Built on what the transport already drives (AsyncAGI, ``Originate``, ``Bridge``), not on
+``Atxfer``/``BlindTransfer``, whose progress and outcome the controller could not follow:
+
+* ``RingTarget`` (blind and attended alike): ``Originate`` the target (a directory entry's
+  endpoint such as ``PJSIP/1234``, or ``Local/<number>@<transfer_context>`` for a
+  number) into ``agent_context`` with our own ``ChannelId``; meanwhile the caller and
+  the agent still talk (the agent says "ett ögonblick"). Busy, unreachable, not
+  answered: the ``OriginateResponse`` failure reason -> ``leg_failed``.
+* the target answers: its channel enters AsyncAGI in ``agent_context`` (``AsyncAGIStart``
+  with our uniqueid) -> ``answered``. Then ``JoinTarget`` (blind; attended once complete)
+  is ``Bridge caller + target``, and ``Consult`` (attended) is ``Bridge agent + target``.
+  The AMI ``Bridge`` *moves* a channel that is already bridged (``ast_bridge_add_channel``
+  takes it out of its bridge) and the two-party bridge it leaves dissolves: the one left
+  behind goes on at its next dialplan priority. So the agent who is moved to the
+  colleague leaves the caller in ``[ivr]``'s next ``AGI(agi:async)``, where the line puts
+  them on hold (music); the agent left behind by a completed transfer goes on to
+  ``agent_context``'s ``Hangup()``.
+* ``ReturnToAgent`` after a consultation is ``Bridge caller + agent`` (the colleague, left
+  alone, is hung up by the dialplan); it is carried out *before* the ``DropTarget`` of the
+  same turn, since hanging up the colleague first would dissolve the agent's bridge and
+  hang the agent up. While the target still rings, nothing has moved: a no-op.
+* ``DropTarget`` is ``Hangup`` of the target's channel (found by our ``ChannelId`` while it
+  rings). ``ToMessage`` with the agent still on the line hangs up the agent's channel so
+  the caller comes back to AGI, where the flow records the message.
+* Any action answered ``Response: Error`` -> ``refused`` with Asterisk's message: the call
+  stays with the agent.
+
+Pure parts (:func:`originate`, :func:`plan`) build the actions; :class:`AsteriskTransfers`
+sends them and turns AMI events into calls of the machine through ``report``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ivr import transfers as tr
+from ivr.transports.agi import dial_string
+from ivr.transports.ami import AmiError
+
+log = logging.getLogger(__name__)
+
+RING_MARGIN_S = 10  # the Originate outlives the machine's ring timeout: the machine decides
+FAILURES = {"5": "busy", "3": "no-answer", "1": "no-answer", "8": "failed"}  # OriginateResponse Reason
+
+
+@dataclass
+class TargetLeg:
+    """The target's channel for one transfer."""
+
+    call_id: str
+    transfer: int
+    uniqueid: str          # the ChannelId we gave the Originate
+    kind: str              # blind | attended
+    channel: str | None = None
+    state: str = "ringing"  # ringing | answered | gone
+
+    @property
+    def handle(self) -> str:
+        return self.channel or self.uniqueid
+
+
+def originate(leg: TargetLeg, action: tr.RingTarget, *, agent_context: str, transfer_context: str,
+              caller_id: str | None) -> dict[str, str]:
+    """The ``Originate`` that rings the target into ``agent_context`` (AsyncAGI)."""
+    endpoint = action.target.endpoint or ""
+    fields = {"Action": "Originate", "ActionID": f"xfer-{leg.uniqueid}",
+              "Channel": dial_string(endpoint, transfer_context), "Context": agent_context, "Exten": "s",
+              "Priority": "1", "Async": "true", "ChannelId": leg.uniqueid,
+              "Timeout": str(int((action.timeout_s + RING_MARGIN_S) * 1000)),
+              "Variable": f"IVR_TRANSFER={leg.call_id}"}
+    if caller_id:
+        fields["CallerID"] = caller_id
+    return fields
+
+
+def plan(actions: Sequence[tr.Action]) -> list[tr.Action]:
+    """The order Asterisk needs: a ``ReturnToAgent`` before the ``DropTarget`` of its turn."""
+    returns = [a for a in actions if isinstance(a, tr.ReturnToAgent)]
+    rest = [a for a in actions if not isinstance(a, tr.ReturnToAgent)]
+    first_drop = next((i for i, a in enumerate(rest) if isinstance(a, tr.DropTarget)), len(rest))
+    return rest[:first_drop] + returns + rest[first_drop:]
+
+
+Report = Callable[..., None]  # report(method, call_id, *args): a Transfers method by name
+
+
+class AsteriskTransfers:
+    """Carries out the machine's actions over the AMI and reports what Asterisk says back.
+
+    ``channels(call_id)`` gives the caller's and the agent's current channel names (either
+    may be None); ``report(method, call_id, *args)`` calls the transfer machine (through the
+    controller) with ``answered``, ``leg_failed`` or ``refused``.
+    """
+
+    def __init__(self, ami: Any, *, agent_context: str, transfer_context: str, new_id: Callable[[], str],
+                 channels: Callable[[str], tuple[str | None, str | None]], report: Report):
+        self.ami = ami
+        self.agent_context = agent_context
+        self.transfer_context = transfer_context
+        self.new_id = new_id
+        self.channels = channels
+        self.report = report
+        self.legs: dict[str, TargetLeg] = {}       # uniqueid -> leg
+        self.by_call: dict[str, TargetLeg] = {}    # call id -> the live leg
+
+    # ------------------------------------------------------------------ machine -> AMI
+
+    async def carry_out(self, actions: Sequence[tr.Action], caller_id: str | None = None) -> None:
+        for action in plan(actions):
+            match action:
+                case tr.RingTarget():
+                    leg = TargetLeg(action.call_id, action.transfer, f"xfer-{self.new_id()}", action.kind)
+                    self.legs[leg.uniqueid] = self.by_call[action.call_id] = leg
+                    await self._do(action, originate(leg, action, agent_context=self.agent_context,
+                                                     transfer_context=self.transfer_context,
+                                                     caller_id=caller_id))
+                case tr.Consult():
+                    await self._bridge(action, self.channels(action.call_id)[1])
+                case tr.JoinTarget():
+                    await self._bridge(action, self.channels(action.call_id)[0])
+                case tr.ReturnToAgent():
+                    leg = self.by_call.get(action.call_id)
+                    caller, agent = self.channels(action.call_id)
+                    if leg is not None and leg.state == "answered" and caller and agent:
+                        await self._do(action, {"Action": "Bridge", "Channel1": caller, "Channel2": agent,
+                                                "Tone": "no"})
+                case tr.DropTarget():
+                    leg = self.by_call.pop(action.call_id, None)
+                    if leg is not None and leg.state != "gone":
+                        leg.state = "gone"
+                        await self._do(action, {"Action": "Hangup", "Channel": leg.handle}, report=False)
+                case tr.ToMessage():
+                    agent = self.channels(action.call_id)[1]
+                    if agent:
+                        await self._do(action, {"Action": "Hangup", "Channel": agent}, report=False)
+
+    async def _bridge(self, action: tr.Action, channel: str | None) -> None:
+        leg = self.by_call.get(action.call_id)
+        if leg is None or leg.channel is None or not channel:
+            self.report("refused", action.call_id, f"{type(action).__name__}: no channel to join")
+            return
+        fields = {"Action": "Bridge", "Channel1": channel, "Channel2": leg.channel, "Tone": "no"}
+        await self._do(action, fields)
+
+    async def _do(self, action: tr.Action, fields: dict[str, str], *, report: bool = True) -> bool:
+        """Send one action; a refusal or a lost link is reported as ``refused``."""
+        try:
+            reply = await self.ami.action(fields)
+        except AmiError as exc:
+            detail = f"{fields['Action']}: {exc}"
+        else:
+            if reply.success:
+                return True
+            detail = f"{fields['Action']}: {reply.get('Message') or 'refused'}"
+        log.warning("asterisk: transfer %d of call %s: %s", action.transfer, action.call_id, detail)
+        if report:
+            self.report("refused", action.call_id, detail)
+        return False
+
+    # ------------------------------------------------------------------ AMI -> machine
+
+    def agi_start(self, uniqueid: str, channel: str) -> bool:
+        """An ``AsyncAGIStart``: True when it is a transfer target that answered."""
+        leg = self.legs.get(uniqueid)
+        if leg is None:
+            return False
+        leg.channel = channel
+        if leg.state == "ringing" and self.by_call.get(leg.call_id) is leg:
+            leg.state = "answered"
+            self.report("answered", leg.call_id)
+        return True
+
+    def originate_response(self, message: Any) -> bool:
+        """An ``OriginateResponse``: True when it is ours (a failure is reported)."""
+        action_id = str(message.get("ActionID") or "")
+        leg = self.legs.get(action_id.removeprefix("xfer-")) if action_id.startswith("xfer-xfer-") else None
+        if leg is None:
+            return False
+        if str(message.get("Response")) != "Success" and leg.state == "ringing":
+            leg.state = "gone"
+            self.by_call.pop(leg.call_id, None)
+            self.report("leg_failed", leg.call_id, FAILURES.get(str(message.get("Reason")), "failed"),
+                        f"OriginateResponse Reason {message.get('Reason')}")
+        return True
+
+    def hangup(self, uniqueid: str) -> bool:
+        """A ``Hangup``: True when it is a transfer target's channel (its leg ended)."""
+        leg = self.legs.pop(uniqueid, None)
+        if leg is None:
+            return False
+        if self.by_call.get(leg.call_id) is leg:
+            del self.by_call[leg.call_id]
+            if leg.state == "answered":
+                self.report("leg_ended", leg.call_id)
+            elif leg.state == "ringing":
+                self.report("leg_failed", leg.call_id, "failed", "hung up while ringing")
+        leg.state = "gone"
+        return True
