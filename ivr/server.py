@@ -110,6 +110,19 @@ class Router:
         if transport is not None:
             transport.connect(agent, call_id)
 
+    def can_transfer(self, call_id: str) -> bool:
+        """Whether the line owning ``call_id`` can carry out agent transfers."""
+        return hasattr(self._for_call(call_id), "transfer")
+
+    def transfer(self, action: Any) -> None:
+        """Hand an :mod:`ivr.transfers` action to the line owning its call (the
+        controller turns an exception here into a refused transfer)."""
+        self.notify("transfer_action", action)
+        transport = self._for_call(action.call_id)
+        if transport is None or not hasattr(transport, "transfer"):
+            raise RuntimeError(f"the line of call {action.call_id} cannot transfer")
+        transport.transfer(action)
+
 
 class Runtime:
     def __init__(self, settings: Any, *, sink: Any, clock: Clock | None = None,

@@ -534,11 +534,6 @@ async def xfer(aiohttp_client, runtime, monkeypatch):
                                     functools.partial(directory_module.setup, demo=True)])
     client = await aiohttp_client(app)
     router = runtime.router
-    if not hasattr(type(router), "transfer"):  # until ivr.server.Router routes transfers itself
-        monkeypatch.setattr(router, "transfer", lambda a: router._for_call(a.call_id).transfer(a),
-                            raising=False)
-        monkeypatch.setattr(router, "can_transfer",
-                            lambda call_id: hasattr(router._for_call(call_id), "transfer"), raising=False)
     line = TransferLine()
     router.add("twilio", line)
     chef, anna = await session(client, "chef"), await session(client, "anna")

@@ -14,15 +14,8 @@ NUMBER = Target("number", "+46313001122", "+46313001122", "+46 31-*** ** 22")
 
 
 @pytest.fixture
-async def r(aiohttp_client, tmp_path, monkeypatch):
-    rigged = await rig(aiohttp_client, tmp_path)
-    router = rigged.runtime.router
-    if not hasattr(type(router), "transfer"):  # until ivr.server.Router routes transfers itself
-        monkeypatch.setattr(router, "transfer", lambda a: router._for_call(a.call_id).transfer(a),
-                            raising=False)
-        monkeypatch.setattr(router, "can_transfer",
-                            lambda call_id: hasattr(router._for_call(call_id), "transfer"), raising=False)
-    return rigged
+async def r(aiohttp_client, tmp_path):
+    return await rig(aiohttp_client, tmp_path)
 
 
 async def talking(r):
