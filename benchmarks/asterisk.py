@@ -2,6 +2,7 @@
 
 Two stopwatches, one run. *In the controller*: from the moment the bytes of an
 ``AsyncAGIExec`` arrive to the moment the next ``AGI`` action for that channel is written
+(at the end of that pass of the event loop, when the actions queued in it leave together)
 -- panoramisk's framing, our dispatch and waiter, the line's task, and when the result
 ends a turn also the controller, the call engine and the event log's append. *At the
 peer*: the fake Asterisk (``tests/ami_peer.py``, in a process of its own) stamps when it
@@ -136,7 +137,8 @@ PROBE = Probe()
 def instrument() -> None:
     """Stamp the controller's protocol: bytes in (per frame) and AGI actions out."""
     protocol = ami._Protocol
-    data_received, frame, send = protocol.data_received, protocol._frame, protocol.send
+    data_received, frame = protocol.data_received, protocol._frame
+    send, flush = protocol.send, protocol._flush
 
     def timed_data_received(self: Any, data: bytes) -> None:
         self._stamp = time.perf_counter_ns()
@@ -148,10 +150,18 @@ def instrument() -> None:
 
     def timed_send(self: Any, action: Any, as_list: Any = False) -> Any:
         if action.get("Action") == "AGI":
-            PROBE.written(time.perf_counter_ns(), action["Channel"], action["CommandID"], action["Command"])
+            self.__dict__.setdefault("_agi_out", []).append(
+                (action["Channel"], action["CommandID"], action["Command"]))
         return send(self, action, as_list)
 
-    protocol.data_received, protocol._frame, protocol.send = timed_data_received, timed_frame, timed_send
+    def timed_flush(self: Any) -> None:  # actions leave together at the end of the loop's pass
+        flush(self)
+        now = time.perf_counter_ns()
+        for channel, command_id, command in self.__dict__.pop("_agi_out", []):
+            PROBE.written(now, channel, command_id, command)
+
+    protocol.data_received, protocol._frame = timed_data_received, timed_frame
+    protocol.send, protocol._flush = timed_send, timed_flush
 
 
 # --------------------------------------------------------------------------- the two clients

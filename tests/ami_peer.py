@@ -114,6 +114,7 @@ class AmiPeer:
         self.dial_status = "NOANSWER"       # what EXEC Dial ends with
         self.after_bridge = "agi"           # the caller's next priority after a bridge: AGI again
         self.agents: dict[str, str] = {}    # endpoint -> "answer" (default) | "busy" | "manual"
+        self.dtmf_events = True             # DTMFBegin/DTMFEnd sent (the manager user has `read = dtmf`)
         self.rules: list[tuple[Callable[[str], bool], Any]] = []
         self.muted: set[str] = set()        # actions never answered
         self.unqueued: set[str] = set()     # AGI commands (prefixes) whose action is never answered
@@ -268,9 +269,7 @@ class AmiPeer:
 
     def press_now(self, uniqueid: str, key: str) -> None:
         """A key pressed now: AGI hears it only if a command runs (else just DTMF events)."""
-        chan = self.channels[uniqueid]
-        self.event("DTMFBegin", chan, Digit=key, Direction="Received")
-        self.event("DTMFEnd", chan, Digit=key, DurationMs=100, Direction="Received")
+        self._dtmf(self.channels[uniqueid], key)
 
     def hangup(self, uniqueid: str, cause: int = 16) -> None:
         """The caller (or an agent) hangs up."""
@@ -341,9 +340,13 @@ class AmiPeer:
         if not chan.keys:
             return None
         key = chan.keys.popleft()
-        self.event("DTMFBegin", chan, Digit=key, Direction="Received")
-        self.event("DTMFEnd", chan, Digit=key, DurationMs=100, Direction="Received")
+        self._dtmf(chan, key)
         return key
+
+    def _dtmf(self, chan: Chan, key: str) -> None:
+        if self.dtmf_events:
+            self.event("DTMFBegin", chan, Digit=key, Direction="Received")
+            self.event("DTMFEnd", chan, Digit=key, DurationMs=100, Direction="Received")
 
     async def _execute(self, chan: Chan, command: str) -> str | None:
         for matches, reply in self.rules:

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ivr.config import load_settings
 from ivr.flowcheck import FlowContext, load_flow
 from ivr.prompts import all_prompts, tts_path
@@ -22,6 +24,7 @@ from ivr.server import Runtime
 from ivr.store import EventLog
 from ivr.transports.asterisk import AsteriskTransport, attach
 from ivr.transports.asterisk_line import LineConfig
+from ivr.transports.twiml import CALLBACK_CONFIRM, CALLBACK_HINT
 
 from .ami_peer import AmiPeer
 
@@ -64,6 +67,9 @@ def render_all(recordings: Path) -> None:
     flow = load_flow(ROOT / "callflows" / "switchboard.toml", FlowContext.from_settings(settings))
     for prompt in all_prompts(flow, settings):
         write_wav(recordings / tts_path(prompt.language, prompt.text))
+    for texts in (CALLBACK_HINT, CALLBACK_CONFIRM):  # the line's own callback prompts
+        for language in flow.languages:
+            write_wav(recordings / tts_path(language, texts[language]))
 
 
 class Harness:
@@ -102,6 +108,17 @@ class Harness:
         return [e["kind"] for e in self.events(call_id)]
 
 
+def sound(language: str, text: str) -> str:
+    """What Asterisk is asked to play for a text prompt (its rendering, ``[asterisk] sounds = "ivr"``)."""
+    return "ivr/" + tts_path(language, text).with_suffix("").as_posix()
+
+
+def agi(peer: AmiPeer, uid: str, prefix: str = "") -> list[str]:
+    """The AGI commands sent for the call ``uid``, in order."""
+    return [a["Command"] for a in peer.seen("AGI", Channel=peer.names[uid])
+            if a["Channel"] == peer.names[uid] and a["Command"].startswith(prefix)]
+
+
 async def until(condition: Any, timeout: float = 5.0, what: str = "") -> None:
     """Wait (polling the event loop) until ``condition()`` holds."""
     deadline = time.monotonic() + timeout
@@ -109,3 +126,28 @@ async def until(condition: Any, timeout: float = 5.0, what: str = "") -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         await asyncio.sleep(0.002)
+
+
+# --------------------------------------------------------------------------- fixtures (imported by the tests)
+
+
+@pytest.fixture(scope="session", name="recordings")
+def recordings_fixture(tmp_path_factory):
+    path = tmp_path_factory.mktemp("recordings")
+    render_all(path)
+    return path
+
+
+@pytest.fixture(name="peer")
+async def peer_fixture():
+    p = AmiPeer(secret=SECRET)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture(name="h")
+async def harness_fixture(peer, tmp_path, recordings):
+    harness = await Harness(peer, tmp_path, recordings).start()
+    yield harness
+    await harness.stop()

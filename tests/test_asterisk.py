@@ -7,53 +7,28 @@ import asyncio
 import logging
 from datetime import datetime
 
-import pytest
-
-from ivr.prompts import tts_path
 from ivr.server import Runtime
 from ivr.store import EventLog
 from ivr.vocabulary import Digits
 from queues import CancelOffer, Offer
 
-from .ami_peer import AmiPeer
-from .asterisk_harness import KEY, T0, Harness, ManualClock, render_all, until
+from .asterisk_harness import (  # noqa: F401 (fixtures)
+    KEY,
+    T0,
+    Harness,
+    ManualClock,
+    agi,
+    harness_fixture,
+    peer_fixture,
+    recordings_fixture,
+    sound,
+    until,
+)
 
 CALLER = "+46701234567"
 COMPARED = ("path", "end", "queue", "queue_outcome", "abandon_stage", "agent", "wait_s", "talk_s",
             "wrapup_s", "resolution", "coded", "category", "survey", "language", "inputs", "timeouts",
             "invalid_inputs", "offers", "status", "caller_hash")
-
-
-@pytest.fixture(scope="session")
-def recordings(tmp_path_factory):
-    path = tmp_path_factory.mktemp("recordings")
-    render_all(path)
-    return path
-
-
-@pytest.fixture
-async def peer():
-    p = AmiPeer(secret="s3cret-ami")
-    await p.start()
-    yield p
-    await p.stop()
-
-
-@pytest.fixture
-async def h(peer, tmp_path, recordings):
-    harness = await Harness(peer, tmp_path, recordings).start()
-    yield harness
-    await harness.stop()
-
-
-def sound(language: str, text: str) -> str:
-    return "ivr/" + tts_path(language, text).with_suffix("").as_posix()
-
-
-def agi(peer: AmiPeer, uid: str, prefix: str = "") -> list[str]:
-    """The AGI commands sent for the call ``uid``, in order."""
-    return [a["Command"] for a in peer.seen("AGI", Channel=peer.names[uid])
-            if a["Channel"] == peer.names[uid] and a["Command"].startswith(prefix)]
 
 
 class Recorder:

@@ -9,11 +9,13 @@ import json
 import logging
 
 import pytest
+from panoramisk.actions import Action
+from panoramisk.message import Message
 
 from ivr.server import Runtime, make_app
 from ivr.store import EventLog
 from ivr.transports import agi
-from ivr.transports.ami import ActionTimeout, AmiClient, ChannelGone, _Link, _Protocol
+from ivr.transports.ami import ActionTimeout, AmiClient, ChannelGone, _Link, _Protocol, parse_frame
 from ivr.transports.asterisk import setup
 
 from .ami_peer import FIXTURES, AmiPeer
@@ -73,6 +75,7 @@ def test_agi_commands_are_written_as_asterisk_took_them() -> None:
     assert agi.wait_for_digit(8) in sent
     assert {agi.answer(), agi.hangup()} <= sent
     assert agi.get_data("", 5, 3) == 'GET DATA "" 5000 3'
+    assert agi.stream_file('ivr/my "best" prompt') == 'STREAM FILE "ivr/my \\"best\\" prompt" ""'
     assert agi.record_file("/spool/1.2", 120, "#") == 'RECORD FILE /spool/1.2 wav "#" 120000 BEEP s=5'
     assert agi.exec_app("Dial", "Local/+4633000000@ivr-transfer,60") == \
         'EXEC Dial "Local/+4633000000@ivr-transfer,60"'
@@ -83,6 +86,27 @@ def test_agi_commands_are_written_as_asterisk_took_them() -> None:
 
 
 # --------------------------------------------------------------------------- framing
+
+
+def test_the_fast_frame_parser_gives_exactly_panoramisks_message_for_every_recorded_frame() -> None:
+    frames = [f.strip().removeprefix("Asterisk Call Manager/11.0.0").strip()
+              for path in sorted(FIXTURES.glob("*.jsonl"))
+              for line in path.read_text(encoding="utf-8").splitlines()
+              if json.loads(line).get("dir") == "S->C"
+              for f in json.loads(line)["data"].split("\r\n\r\n")]
+    frames += ["Response: Success\r\nActionID: 1\r\nChanVariable: A=1\r\nChanVariable: B=2\r\n"
+               "chanVariable: 3",
+               "Event: Newexten\r\nAppData: a: b: c\r\nNoColon\r\n",
+               "Event: AsyncAGIExec\r\nResult: 200%20result%3D%20(timeout)%0A\r\nResult: x%20y",
+               "Response: Follows\r\nActionID: 2\r\nthe body\r\n--END COMMAND--", "not: an AMI message", ""]
+    assert len(frames) > 300
+    for frame in frames:
+        ours, theirs = parse_frame(frame), Message.from_line(frame)
+        assert (ours is None) == (theirs is None), frame
+        if ours is not None:
+            assert ours._store == theirs._store, frame
+            fields = ("event", "result", "id", "success")
+            assert [getattr(ours, f) for f in fields] == [getattr(theirs, f) for f in fields]
 
 
 def test_every_recorded_chunk_frames_into_the_events_asterisk_sent(caplog) -> None:
@@ -115,11 +139,28 @@ class _Collect:
 
 
 class _NullTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
     def write(self, data: bytes) -> None:
-        pass
+        self.writes.append(data)
 
     def close(self) -> None:
         pass
+
+
+async def test_actions_written_in_one_pass_of_the_loop_leave_in_one_write_in_order() -> None:
+    transport = _NullTransport()
+    protocol = _Protocol(_Link(_Collect()))
+    protocol.connection_made(transport)
+    for n in range(3):
+        protocol.send(Action({"Action": "AGI", "Channel": f"PJSIP/{n}", "Command": "ANSWER"}))
+    assert transport.writes == []
+    await asyncio.sleep(0)
+    assert len(transport.writes) == 1
+    text = transport.writes[0].decode()
+    assert text.count("\r\n\r\n") == 3
+    assert text.index("PJSIP/0") < text.index("PJSIP/1") < text.index("PJSIP/2")
 
 
 # --------------------------------------------------------------------------- the client on TCP

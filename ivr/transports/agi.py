@@ -102,6 +102,12 @@ def known(value: str | None) -> str | None:
     return None if not value or value.lower() in ("unknown", "<unknown>", "anonymous") else value
 
 
+def callable_back(number: str | None) -> bool:
+    """A number the trunk can dial back: digits (national or ``+`` international), not withheld."""
+    value = known(number)
+    return value is not None and re.fullmatch(r"\+?[0-9]{3,15}", value) is not None
+
+
 def caller_and_called(env: dict[str, str]) -> tuple[str | None, str | None]:
     """The caller's number and the number called, from an AGI environment."""
     called = known(env.get("agi_dnid"))
@@ -119,8 +125,11 @@ def quote(arg: str) -> str:
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_NEEDS_QUOTES = re.compile(r'[\s"\\]')
+
+
 def _arg(arg: str) -> str:
-    return arg if arg and not any(c.isspace() or c in '"\\' for c in arg) else quote(arg)
+    return arg if arg and _NEEDS_QUOTES.search(arg) is None else quote(arg)
 
 
 def answer() -> str:

@@ -17,6 +17,11 @@ Built on panoramisk's wire layer (``AMIProtocol``, ``Action``, ``Message``), wit
 
 Nothing here logs an action, so the login secret never reaches a log. A frame that does
 not parse is logged and skipped; a handler that raises is logged and the others go on.
+
+Speed (``benchmarks/ami.py``): events no handler wants are skipped before parsing (most
+of what Asterisk sends); the rest are parsed by :func:`parse_frame`, which gives exactly
+panoramisk's ``Message`` about three times faster; actions written in one pass of the
+event loop go out in one ``send`` (under load, many calls' next commands share one).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 from panoramisk.actions import Action
 from panoramisk.ami_protocol import AMIProtocol
@@ -63,6 +69,36 @@ class ChannelGone(AmiError):
     """Asterisk refused a command for the channel, or the channel left AGI."""
 
 
+_BODY = ("Response: Follows", "Response: Fail")  # frames with a free-text body: panoramisk parses them
+_NONE = ("", "")
+
+
+def parse_frame(frame: str) -> Message | None:
+    """``Message.from_line(frame)``: the same message (headers, ``content``, ``Result``
+    URL-decoded), built in one pass instead of a ``__setitem__`` per header. Frames with a
+    body or a repeated header (neither among the events handled here) go to panoramisk."""
+    if frame.startswith(_BODY):
+        return Message.from_line(frame)
+    store: dict[str, tuple[str, Any]] = {}
+    for line in frame.split("\r\n"):
+        key, sep, value = line.partition(": ")
+        if sep:
+            low = key.lower()
+            if low in store:
+                return Message.from_line(frame)
+            store[low] = (key, value)
+    if store.get("event", _NONE)[0] != "Event" and store.get("response", _NONE)[0] != "Response":
+        return None
+    if "result" in store:
+        key, value = store["result"]
+        store["result"] = (key, unquote(value).strip())
+    store["content"] = ("content", "")
+    message = Message.__new__(Message)
+    message._store = store
+    message.manager = None
+    return message
+
+
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
     """Fail a waiter; marked retrieved, so one nobody awaits any more is not reported."""
     if not future.done():
@@ -79,6 +115,7 @@ class _Protocol(AMIProtocol):
         super().__init__()
         self._link = link
         self._buffer = ""
+        self._out: list[bytes] = []  # written at the end of this pass of the event loop
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -91,8 +128,15 @@ class _Protocol(AMIProtocol):
         self.responses[data.id] = data
         if data.action_id:
             self.responses[data.action_id] = data
-        self.transport.write(str(data).encode(self.encoding))
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(str(data).encode(self.encoding))
         return data.future
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and not self.closed:
+            self.transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
         *frames, self._buffer = (self._buffer + data.decode(self.encoding, "replace")).split("\r\n\r\n")
@@ -109,13 +153,24 @@ class _Protocol(AMIProtocol):
         if not frame or self._unwanted(frame):
             return
         try:
-            message = Message.from_line(frame)
+            message = parse_frame(frame)
             if message is None:
                 log.warning("AMI: skipped a frame that does not parse: %r", frame[:160])
                 return
             self.handle_message(message)
         except Exception:
             log.exception("AMI: skipped a frame that could not be handled: %r", frame[:160])
+
+    def handle_message(self, message: Message) -> None:
+        """panoramisk's, with a short way for an event no action waits for (most of them)."""
+        store = message._store
+        event = store.get("event")
+        if event is None or "commandid" in store or "actionid" in store:
+            super().handle_message(message)
+            return
+        if event[1].lower() == "shutdown":
+            self.connection_lost(message)  # type: ignore[arg-type]
+        self.factory.dispatch(message)
 
     def _unwanted(self, frame: str) -> bool:
         """An event nobody handles and no action waits for: not worth parsing (most are)."""
@@ -205,7 +260,7 @@ class AmiClient:
         self.handlers.setdefault(event.lower(), []).append(handler)
 
     def _dispatch(self, message: Message) -> None:
-        for handler in self.handlers.get(str(message.event).lower(), ()):
+        for handler in self.handlers.get(message._store.get("event", _NONE)[1].lower(), ()):
             try:
                 handler(message)
             except Exception:

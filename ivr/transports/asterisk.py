@@ -73,7 +73,7 @@ class AsteriskTransport(AgentSide):
         on("AsyncAGIEnd", self._agi_end)          # a channel left AGI (hang-up, redirect)
         on("AGIExecStart", self._exec_start)      # an AGI command runs: keys go to AGI...
         on("AGIExecEnd", self._exec_end)          # ...and no longer
-        on("DTMFEnd", self._dtmf)                 # a key, also one AGI did not hear
+        on("DTMFEnd", self._dtmf)                 # a key, also one AGI did not hear; 1 in a queue: callback
         on("Hangup", self._hangup)                # a caller or a leg is gone
         on("OriginateResponse", self._originate_response)  # a leg could not be rung
 
@@ -201,6 +201,14 @@ class AsteriskTransport(AgentSide):
         if not self._closing:
             self.center.call_event(line.call_id, CallerHungUp(self.now()))
         self.runtime.router.release(line.call_id)
+        self.runtime.poke()
+
+    def callback_key(self, line: Line) -> None:
+        """A waiting caller pressed 1: call me back instead (as Twilio's wait rounds offer)."""
+        line.callback_asked = True
+        if self.center.request_callback(self.now(), line.call_id):
+            line.callback_taken()
+            log.info("asterisk: call %s asked to be called back", line.call_id)
         self.runtime.poke()
 
     async def wait_ready(self, line: Line) -> None:

@@ -13,7 +13,10 @@ command back as the next event:
 * ``Record`` -> ``RECORD FILE`` into the messages directory, then ``RecordingDone``;
 * ``Enqueue`` -> ``SET MUSIC ON`` and ``WAIT FOR DIGIT`` steps while our queue engine
   decides; position prompts play in between; an agent's answer turns off the music and
-  joins the two channels with the AMI ``Bridge`` action;
+  joins the two channels with the AMI ``Bridge`` action. A caller whose number can be
+  dialled back hears after each position prompt that 1 asks for a callback (as on
+  Twilio); a 1 while waiting -- heard by the hold step's ``WAIT FOR DIGIT`` or seen as a
+  ``DTMFEnd`` between commands or during a prompt -- asks for it, once;
 * ``Transfer`` -> ``EXEC Dial`` and ``DIALSTATUS``; ``Hangup`` -> ``HANGUP``.
 
 A lost AMI link makes the waiting command wait for the next login and resynchronisation,
@@ -33,6 +36,7 @@ from typing import Any, Protocol
 from ivr.transports import agi
 from ivr.transports.agi import MENU_KEYS, AgiResult
 from ivr.transports.ami import ActionTimeout, ChannelGone, NotConnected
+from ivr.transports.twiml import CALLBACK_CONFIRM, CALLBACK_HINT
 from ivr.vocabulary import (
     Command,
     Digits,
@@ -50,6 +54,8 @@ from ivr.vocabulary import (
 )
 
 log = logging.getLogger(__name__)
+
+CALLBACK_KEY = "1"  # pressed while waiting: call me back (Twilio's wait rounds listen for the same)
 
 
 class LineGone(Exception):
@@ -84,6 +90,7 @@ class Owner(Protocol):
     async def wait_ready(self, line: Line) -> None: ...
     async def bridge(self, line: Line, leg: Any) -> bool: ...
     def line_done(self, line: Line, reason: str, *, failed: bool = False) -> None: ...
+    def callback_key(self, line: Line) -> None: ...
 
 
 class _Step:
@@ -115,6 +122,7 @@ class Line:
         self.music_live = False        # ...and no file has played over it since
         self.bridge_to: Any = None     # the agent leg to join, once answered
         self.bridged = False
+        self.callback_asked = False     # a waiting caller pressed 1: asked once, never again
         self.task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ from the transport
@@ -140,8 +148,27 @@ class Line:
         self.wake.set()
 
     def dtmf(self, key: str) -> None:
-        if self.keys is not None and not self.executing and key in MENU_KEYS:
-            self.keys.append(key)
+        if self.keys is not None:
+            if not self.executing and key in MENU_KEYS:
+                self.keys.append(key)
+        elif key == CALLBACK_KEY and self.offers_callback:
+            self.owner.callback_key(self)
+
+    @property
+    def offers_callback(self) -> bool:
+        """Waiting in a queue (no agent joining yet), with a number an agent can dial back."""
+        return (self.holding is not None and self.bridge_to is None and not self.callback_asked
+                and not self.closed and agi.callable_back(self.caller))
+
+    def callback_taken(self) -> None:
+        """The controller took the callback: thank the caller before what the flow does next
+        (goodbye); position prompts not yet played no longer apply."""
+        language = self.holding.language if self.holding is not None else "sv"
+        self.holding = None
+        self.turns = deque(t for t in self.turns if not all(isinstance(c, Play) for c in t))
+        thanks = CALLBACK_CONFIRM.get(language, CALLBACK_CONFIRM["sv"])
+        self.turns.appendleft([Play(Prompt(language, thanks))])
+        self.wake.set()
 
     def close(self) -> None:
         if self.closed:
@@ -184,17 +211,21 @@ class Line:
     async def _turn(self, turn: list[Command]) -> bool:
         """Play one turn; True when the call is over (HANGUP sent)."""
         pending: list[_Step] = []
+        if self.holding is not None and turn and all(isinstance(c, Play) for c in turn) \
+                and self.offers_callback:  # a position prompt: then how to ask for a callback
+            language = self.holding.language
+            turn = [*turn, Play(Prompt(language, CALLBACK_HINT.get(language, CALLBACK_HINT["sv"])))]
         for cmd in turn:
+            if self.holding is not None and not isinstance(cmd, Enqueue | Play):
+                self.holding = None
+            if self.holding is None and self.music:  # the wait is over: music off first
+                pending.append(self._send(agi.music(False), 0))
+                self.music = self.music_live = False
             if isinstance(cmd, Play):
                 sounds = await self.owner.sounds(cmd.prompt)
                 pending += [self._send(agi.stream_file(s), self.owner.seconds(s)) for s in sounds]
                 self.music_live = self.music_live and not sounds  # a file played over the music
                 continue
-            if self.holding is not None and not isinstance(cmd, Enqueue):
-                self.holding = None
-                if self.music:
-                    pending.append(self._send(agi.music(False), 0))
-                    self.music = self.music_live = False
             match cmd:
                 case Gather():
                     event = await self._gather(cmd, pending)
@@ -318,7 +349,9 @@ class Line:
             await self._result(self._send(agi.music(True, self.owner.config.moh_class), 0))
             self.music = self.music_live = True
         step = self.owner.config.hold_step_s
-        await self._result(self._send(agi.wait_for_digit(step), step))
+        result = await self._result(self._send(agi.wait_for_digit(step), step))
+        if result.key == CALLBACK_KEY and self.offers_callback:
+            self.owner.callback_key(self)
 
     async def _bridge(self) -> bool:
         """Music off, then join the agent; True when the channel has left AGI for the bridge."""
