@@ -75,6 +75,17 @@ class LogSink(Protocol):
     def keep_raw_number(self, call_id: str, number: str, purpose: str, at: datetime) -> None: ...
 
 
+# Said to a waiting caller whose number can be called back, on every transport.
+CALLBACK_HINT = {
+    "sv": "Om du vill bli uppringd i stället för att vänta, tryck 1.",
+    "en": "If you would like us to call you back instead of waiting, press 1.",
+}
+CALLBACK_CONFIRM = {
+    "sv": "Tack. Vi ringer upp dig så snart en handläggare är ledig. Hej då.",
+    "en": "Thank you. We will call you back as soon as someone is free. Goodbye.",
+}
+
+
 def position_prompt(language: str, position: int, wait_s: float | None) -> Prompt:
     """What a waiting caller hears, in their language (Swedish or English)."""
     minutes = None if wait_s is None else max(1, round(wait_s / 60))

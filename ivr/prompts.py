@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ivr.controller import CALLBACK_CONFIRM, CALLBACK_HINT
 from ivr.flow import DEFAULT_INVALID, DEFAULT_TIMEOUT, Flow
 from ivr.vocabulary import Prompt
 
@@ -97,7 +98,9 @@ def all_prompts(flow: Flow, settings: Any, *, positions: int = POSITIONS,
                      for a in getattr(settings, "announcements", {}).values()
                      for lang, text in a.text.items()]
     queue = queue_sentences(flow.languages, positions, minutes)
-    for p in itertools.chain(flow_prompts(flow), announcements, queue):
+    callback = [Prompt(lang, texts[lang]) for texts in (CALLBACK_HINT, CALLBACK_CONFIRM)
+                for lang in flow.languages if lang in texts]
+    for p in itertools.chain(flow_prompts(flow), announcements, queue, callback):
         if p.text.strip():
             found.setdefault((p.language, p.text.strip(), p.audio), p)
     return list(found.values())

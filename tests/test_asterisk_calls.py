@@ -9,7 +9,7 @@ import json
 import pytest
 
 from ivr.cli import main
-from ivr.transports.twiml import CALLBACK_CONFIRM, CALLBACK_HINT
+from ivr.controller import CALLBACK_CONFIRM, CALLBACK_HINT
 
 from .ami_peer import AmiPeer
 from .asterisk_harness import (  # noqa: F401 (fixtures)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ivr import prompts
 from ivr.config import load_settings
+from ivr.controller import CALLBACK_CONFIRM, CALLBACK_HINT
 from ivr.flowcheck import FlowContext, load_flow
 
 from .asterisk_harness import ROOT, write_wav
@@ -73,6 +74,7 @@ def test_text_prompts_are_rendered_once_as_8khz_mono_at_their_text_hash(tmp_path
     assert ("sv", "Det valet finns inte.") in texts  # the built-in retry prompts too
     assert ("sv", "Du är nummer 2 i kön.") in texts  # the queue position sentences
     assert ("en", "The estimated waiting time is about 2 minutes.") in texts
+    assert ("sv", CALLBACK_HINT["sv"]) in texts and ("en", CALLBACK_CONFIRM["en"]) in texts  # press 1
     path = settings.recordings_dir / prompts.tts_path("sv", "Hej då.")
     with wave.open(str(path), "rb") as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)

@@ -33,10 +33,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ivr.controller import CALLBACK_CONFIRM, CALLBACK_HINT
 from ivr.transports import agi
 from ivr.transports.agi import MENU_KEYS, AgiResult
 from ivr.transports.ami import ActionTimeout, ChannelGone, NotConnected
-from ivr.transports.twiml import CALLBACK_CONFIRM, CALLBACK_HINT
 from ivr.vocabulary import (
     Command,
     Digits,

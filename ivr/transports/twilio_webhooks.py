@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 from aiohttp import web
 from twilio.request_validator import RequestValidator, add_port, remove_port
 
+from ivr.controller import CALLBACK_CONFIRM
 from ivr.transports import twiml
 from ivr.vocabulary import (
     CallerHungUp,
@@ -305,7 +306,7 @@ class Webhooks:
         with self.t.handling(hook.sid):
             ok = self.center.request_callback(self.runtime.now(), hook.sid)
         if ok:
-            text = twiml.CALLBACK_CONFIRM.get(line.language, twiml.CALLBACK_CONFIRM["sv"])
+            text = CALLBACK_CONFIRM.get(line.language, CALLBACK_CONFIRM["sv"])
             line.plays.insert(0, Prompt(line.language, text))
         return self._done(line, hook, twiml.leave() if line.dirty() else twiml.empty())
 

@@ -36,6 +36,7 @@ from urllib.parse import quote, urlencode
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
+from ivr.controller import CALLBACK_HINT
 from ivr.vocabulary import Command, Hangup, Prompt, Record, Transfer
 from ivr.vocabulary import Gather as GatherCommand
 
@@ -45,14 +46,6 @@ CACHE_SIZE = 4096    # documents kept per kind (a few hundred bytes each)
 WAIT_PAUSE_S = 15    # between waitUrl polls when no hold music is configured
 
 SORRY = Prompt("sv", "Tyvärr gick något fel. Försök igen om en stund. Hej då.")
-CALLBACK_HINT = {
-    "sv": "Om du vill bli uppringd i stället för att vänta, tryck 1.",
-    "en": "If you would like us to call you back instead of waiting, press 1.",
-}
-CALLBACK_CONFIRM = {
-    "sv": "Tack. Vi ringer upp dig så snart en handläggare är ledig. Hej då.",
-    "en": "Thank you. We will call you back as soon as someone is free. Goodbye.",
-}
 
 
 @dataclass(frozen=True, slots=True)
