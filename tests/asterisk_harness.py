@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from ivr.config import load_settings
+from ivr.controller import CALLBACK_CONFIRM, CALLBACK_HINT
 from ivr.flowcheck import FlowContext, load_flow
 from ivr.prompts import all_prompts, tts_path
 from ivr.server import Runtime
 from ivr.store import EventLog
 from ivr.transports.asterisk import AsteriskTransport, attach
 from ivr.transports.asterisk_line import LineConfig
-from ivr.transports.twiml import CALLBACK_CONFIRM, CALLBACK_HINT
 
 from .ami_peer import AmiPeer
 
