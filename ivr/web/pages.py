@@ -30,6 +30,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from ivr import report
+from ivr.directory import KINDS as DIRECTORY_KINDS
+from ivr.directory import STATUSES as DIRECTORY_STATUSES
 from ivr.server import Runtime
 from ivr.web.api import API, PAUSE_REASONS, Api, ApiError, same_origin
 from ivr.web.auth import AuthError, User, clear_session_cookie, client_address, set_session_cookie
@@ -97,6 +99,75 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "sl_per_hour": ("Servicenivå per timme", "Service level per hour"),
         "goal": ("mål", "goal"), "hour": ("Timme", "Hour"),
         "attempts": ("försök", "attempts"), "figures_missing": ("Dagens siffror saknas", "No figures today"),
+        "hits": ("{n} träffar", "{n} hits"), "no_hits": ("Inga träffar", "No hits"),
+        "searching": ("Söker…", "Searching…"), "selected": ("Vald", "Selected"),
+        "nobody_selected": ("Ingen vald: sök i katalogen", "Nobody selected: search the directory"),
+        "ext": ("ankn.", "ext."), "languages": ("Språk", "Languages"),
+        "no_transfer": ("Ingen koppling pågår", "No transfer under way"),
+        "not_talking": ("Koppling går bara under ett samtal", "Transfers only during a call"),
+        "no_messages": ("Inga öppna meddelanden", "No open messages"),
+        "message_sent": ("Meddelandet är sparat", "The message is saved"),
+        "message_closed": ("Återuppringningen är registrerad", "The callback is registered"),
+        "email_off": ("E-post är inte inställd: meddelandena väntar här tills den är det",
+                      "E-mail is not set up: the messages wait here until it is"),
+        "promised_by": ("Återkoppling senast", "Callback by"), "overdue": ("Försenat", "Overdue"),
+        "voice": ("Röstmeddelande", "Voice message"), "to": ("Till", "To"),
+        "register": ("Registrera återuppringning", "Register callback"),
+        "outcome": ("Resultat", "Outcome"), "show_number": ("Visa nummer", "Show number"),
+        "note": ("Anteckning", "Note"),
+        "fix_fields": ("Rätta de markerade fälten", "Correct the marked fields"),
+        "deleted": ("Borttagen", "Deleted"), "imported": ("Importerat", "Imported"),
+        "checked": ("Filen är korrekt", "The file is correct"),
+        "confirm_delete": ("Ta bort {name} ur katalogen?", "Remove {name} from the directory?"),
+        "import_counts": ("{entries} poster: {added} nya, {updated} ändrade, {unchanged} oförändrade, "
+                          "{removed} borttagna ({encoding}, {delimiter})",
+                          "{entries} entries: {added} new, {updated} changed, {unchanged} unchanged, "
+                          "{removed} removed"),
+        "import_problems": ("Filen har {n} fel; inget importerades",
+                            "The file has {n} problems; nothing was imported"),
+        "id_needed": ("En ny post behöver ett id", "A new entry needs an id"),
+        "entries": ("{n} poster", "{n} entries"), "new": ("ny", "new"),
+        "edit": ("Ändra", "Edit"), "set_status": ("Status", "Status"), "delete": ("Ta bort", "Delete"),
+    },
+    # the staff directory (ivr.directory.STATUSES, KINDS)
+    "dir_status": {
+        "available": ("Tillgänglig", "Available"), "busy": ("Upptagen", "Busy"),
+        "meeting": ("I möte", "In a meeting"), "away": ("Borta", "Away"), "leave": ("Ledig", "On leave"),
+    },
+    "dir_kind": {"person": ("Person", "Person"), "unit": ("Enhet", "Unit")},
+    # transfers (ivr.transfers: kinds and stages)
+    "xfer_kind": {
+        "blind": ("Direktkoppling", "Blind transfer"),
+        "attended": ("Koppling med förfrågan", "Attended transfer"),
+    },
+    "xfer_state": {
+        "ringing": ("Ringer hos mottagaren", "Ringing the target"),
+        "consulting": ("Du talar med mottagaren; uppringaren väntar",
+                       "You are talking to the target; the caller is on hold"),
+        "connected": ("Kopplat", "Connected"), "completed": ("Kopplat", "Transferred"),
+        "failed": ("Kopplingen misslyckades", "The transfer failed"),
+        "cancelled": ("Avbruten: du talar med uppringaren", "Cancelled: you are back with the caller"),
+    },
+    "xfer_reason": {
+        "busy": ("upptaget", "busy"), "no-answer": ("inget svar", "no answer"), "failed": ("fel", "failed"),
+        "refused": ("nekades av telefonin", "refused by the telephony"),
+        "target-left": ("mottagaren lade på", "the target hung up"),
+        "caller-hangup": ("uppringaren lade på", "the caller hung up"),
+    },
+    # messages to case officers (ivr.messages: delivery states, outcomes, default categories)
+    "delivery": {
+        "pending": ("Ej levererat", "Not yet delivered"),
+        "retrying": ("Ej levererat, försöker igen", "Not yet delivered, retrying"),
+        "delivered": ("Levererat", "Delivered"),
+        "unaddressed": ("Ingen e-postadress: bara här", "No e-mail address: only here"),
+    },
+    "outcome": {
+        "reached": ("Nådde uppringaren", "Reached the caller"), "no-answer": ("Inget svar", "No answer"),
+        "wrong-number": ("Fel nummer", "Wrong number"), "other": ("Annat", "Other"),
+    },
+    "msg_category": {
+        "fraga": ("Fråga", "Question"), "arende": ("Ärende", "Case"), "synpunkt": ("Synpunkt", "Feedback"),
+        "felanmalan": ("Felanmälan", "Fault report"), "ovrigt": ("Övrigt", "Other"),
     },
 }
 
@@ -157,6 +228,7 @@ class Pages:
         add.add_get("/desk", self.page("agent", self.desk))
         add.add_get("/wallboard", self.page("supervisor", self.wallboard))
         add.add_get("/reports/today", self.page("supervisor", self.report_today))
+        add.add_get("/directory", self.page("supervisor", self.directory))
         add.add_get("/favicon.ico", no_icon)
         if not any(getattr(r, "canonical", None) == "/static" for r in add.resources()):
             add.add_static("/static", STATIC)
@@ -286,7 +358,20 @@ class Pages:
             pause_reasons=PAUSE_REASONS, resolutions=RESOLUTIONS,
             callback_results=tuple(LABELS["callback_result"]), queues=queues,
             served=served, wrapup_s={n: self.settings.queues[n].wrapup_s for n in served},
-            labels=LABELS)
+            labels=LABELS, now=self.runtime.now().isoformat(), messages=self.messages_config(),
+            message_categories=self.settings.messages.categories)
+
+    def messages_config(self) -> dict[str, Any]:
+        """What the desk's message form needs: the categories and the default promise."""
+        messages = self.settings.messages
+        return {"categories": list(messages.categories), "promise_hours": messages.promise_hours}
+
+    # ------------------------------------------------------------------ the directory (supervisors)
+
+    async def directory(self, request: web.Request, user: User) -> web.Response:
+        return self.render("directory.html", user=user, page="directory", labels=LABELS,
+                           statuses=DIRECTORY_STATUSES, kinds=DIRECTORY_KINDS,
+                           now=self.runtime.now().isoformat())
 
     # ------------------------------------------------------------------ the wallboard
 

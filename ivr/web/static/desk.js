@@ -1,9 +1,11 @@
 // The agent desk: the agent's state, the offered call, the call, the wrap-up with its
-// countdown and the callbacks, live from /api/agent/stream (server-sent events).
+// countdown and the callbacks, live from /api/agent/stream (server-sent events). The
+// switchboard tools (directory, transfer, messages) are in tools.js.
 import {
   api, clockTime, duration, follow, plain, queueName, readConfig, serverClock, setBilingual,
   setLabel, setLabels, showError,
 } from "./common.js";
+import { initTools } from "./tools.js";
 
 const config = readConfig("desk-config");
 setLabels(config.labels);
@@ -14,13 +16,14 @@ const els = {
   login: $("desk-login"), logout: $("desk-logout"), pauseForm: $("pause-form"),
   pauseReason: $("pause-reason"), resume: $("resume"), offer: $("offer"), accept: $("accept"),
   decline: $("decline"), current: $("current-call"), hangup: $("hangup"),
-  callbackForm: $("callback-form"), callbackResult: $("callback-result"),
-  transferForm: $("transfer-form"), transferQueue: $("transfer-queue"), wrapup: $("wrapup"),
+  callbackForm: $("callback-form"), callbackResult: $("callback-result"), wrapup: $("wrapup"),
   wrapupForm: $("wrapup-form"), resolution: $("wrapup-resolution"), code: $("wrapup-code"),
   note: $("wrapup-note"), countdown: $("wrapup-countdown"), callbacks: $("callbacks"),
   status: $("desk-status"), error: $("desk-error"), connection: $("desk-connection"),
 };
 
+const refresh = async () => render(await api(`/api/agent/state${suffix}`));
+const tools = initTools(config, { suffix, say, refresh });
 let current = null; // the last state from the server
 let wrapupCall = null; // the call whose wrap-up form is filled in
 let warned = false; // "10 s left" said for this wrap-up
@@ -137,7 +140,6 @@ function render(state) {
     fillCall(els.current, call);
     els.callbackForm.hidden = !state.dialling;
     els.hangup.hidden = !!state.dialling;
-    els.transferForm.hidden = !!state.dialling || call.kind === "callback";
     if (!previous || previous.state !== "talking") (state.dialling ? els.callbackResult : els.hangup).focus();
   }
   show(els.wrapup, s === "wrapup" && !!call);
@@ -150,6 +152,7 @@ function render(state) {
   }
   tick();
   renderCallbacks(state.callbacks || []);
+  tools.update(state);
 }
 
 function tick() {
@@ -187,10 +190,6 @@ els.hangup.addEventListener("click", () => act("hangup"));
 els.callbackForm.addEventListener("submit", (ev) => {
   ev.preventDefault();
   act("callback-result", { result: els.callbackResult.value });
-});
-els.transferForm.addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  act("transfer", { to_queue: els.transferQueue.value });
 });
 els.wrapupForm.addEventListener("submit", (ev) => {
   ev.preventDefault();
