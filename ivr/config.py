@@ -53,6 +53,7 @@ def _from_env(variable: str) -> Any:
 
 
 _PORT: Any = {"range": (1, 65535)}
+_EMAIL = r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+"
 _URL: Any = {"pattern": r"https?://\S+", "form": 'a URL starting with "https://"'}
 
 
@@ -186,6 +187,37 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """Where messages to case officers are mailed; no host: e-mail is off (kept, not sent)."""
+
+    host: str | None = None
+    port: int = field(default=587, metadata=_PORT)
+    starttls: bool = True                # upgrade with STARTTLS (port 587); false: plain (loopback)
+    username: str | None = None          # log in when set; the password: IVR_SMTP_PASSWORD
+    from_address: str | None = field(default=None, metadata={
+        "key": "from", "pattern": rf"{_EMAIL}|[^<>]*<{_EMAIL}>",
+        "form": 'an e-mail address such as "kontaktcenter@bollebygd.se"'})
+    timeout_s: float = field(default=30.0, metadata={"range": (1.0, 300.0)})
+    retry_min_s: float = field(default=60.0, metadata={"range": (1.0, 86400.0)})
+    retry_max_s: float = field(default=3600.0, metadata={"range": (1.0, 86400.0)})
+    password: str | None = _from_env("IVR_SMTP_PASSWORD")
+
+    @property
+    def enabled(self) -> bool:
+        return self.host is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSettings:
+    """Messages to case officers (ivr.messages)."""
+
+    promise_hours: int = field(default=24, metadata={"range": (1, 720)})  # callback promised within
+    categories: tuple[str, ...] = ("fraga", "arende", "synpunkt", "felanmalan", "ovrigt")
+    voicemail_target: str | None = None  # directory entry id that voice messages go to
+    audio_url_base: str | None = field(default=None, metadata=_URL)  # links in e-mails to audio
+
+
+@dataclass(frozen=True, slots=True)
 class _PathSettings:
     flows: Path = Path("callflows")
     recordings: Path = Path("recordings")
@@ -208,6 +240,8 @@ class Settings:
     agents: Mapping[str, AgentSettings] = field(default_factory=_empty, hash=False)
     kpi: KpiSettings = field(default_factory=KpiSettings)
     users: Mapping[str, UserSettings] = field(default_factory=_empty, hash=False)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    messages: MessageSettings = field(default_factory=MessageSettings)
 
 
 # Plain sections are read field by field from their dataclass; named tables
@@ -215,7 +249,7 @@ class Settings:
 _SECTIONS: dict[str, type] = {
     "store": StoreSettings, "privacy": PrivacySettings, "paths": _PathSettings,
     "server": ServerSettings, "twilio": TwilioSettings, "asterisk": AsteriskSettings,
-    "kpi": KpiSettings,
+    "kpi": KpiSettings, "smtp": SmtpSettings, "messages": MessageSettings,
 }
 _NAMED: dict[str, tuple[str, ...]] = {
     "hours": ("timezone", *WEEKDAYS, "closed_dates", "reduced", "public_holidays",
@@ -437,6 +471,7 @@ class _Reader:
         agents = {n: self.agent(n, raw, skills) for n, raw in named["agents"].items()}
         slots = {n: self.announcement(n, raw) for n, raw in named["announcements"].items()}
         users = {n: self.user(n, raw, agents) for n, raw in named["users"].items()}
+        self.smtp(sec["smtp"], data.get("smtp"))
         if self.problems:
             return None
         return Settings(
@@ -445,15 +480,16 @@ class _Reader:
             server=sec["server"], hours=MappingProxyType(hours), queues=MappingProxyType(queues),
             announcements=MappingProxyType(slots), twilio=sec["twilio"],
             asterisk=sec["asterisk"], agents=MappingProxyType(agents), kpi=sec["kpi"],
-            users=MappingProxyType(users))
+            users=MappingProxyType(users), smtp=sec["smtp"], messages=sec["messages"])
 
     def section(self, raw: object, name: str, cls: type, env: Mapping[str, str],
                 base_dir: Path) -> Any:
         """A plain section, checked against the fields (and defaults) of ``cls``."""
-        raw = self.table(raw, name, tuple(f.name for f in fields(cls)))
+        raw = self.table(raw, name, tuple(f.metadata.get("key", f.name) for f in fields(cls)))
         defaults, values = cls(), {}
         for f in fields(cls):
             default, meta = getattr(defaults, f.name), f.metadata
+            key = meta.get("key", f.name)  # the file's spelling ("from" is a Python keyword)
             if "env" in meta:  # the variable itself, or the field naming it
                 variable = values.get(meta["env"], meta["env"])
                 if f.name in raw:
@@ -462,13 +498,15 @@ class _Reader:
                 secret = env.get(variable) or None
                 values[f.name] = secret.encode() if secret and "bytes" in f.type else secret
             elif isinstance(default, bool):
-                values[f.name] = self.boolean(raw, name, f.name, default)
+                values[f.name] = self.boolean(raw, name, key, default)
             elif isinstance(default, int):
-                values[f.name] = self.integer(raw, name, f.name, default,
+                values[f.name] = self.integer(raw, name, key, default,
                                               *meta.get("range", (0, None)))
             elif isinstance(default, float):
-                values[f.name] = self.number(raw, name, f.name, default,
+                values[f.name] = self.number(raw, name, key, default,
                                              *meta.get("range", (0.0, None)))
+            elif isinstance(default, tuple):
+                values[f.name] = self.words(raw, name, key, default)
             elif isinstance(default, Path):
                 text = self.value(raw, name, f.name, "a non-empty path",
                                   lambda v: str(v) if str(v).strip() and isinstance(
@@ -476,11 +514,32 @@ class _Reader:
                 values[f.name] = base_dir / text
             elif "pattern" in meta:
                 values[f.name] = self.value(
-                    raw, name, f.name, meta["form"],
+                    raw, name, key, meta["form"],
                     lambda v, p=meta["pattern"]: v if re.fullmatch(p, v) else None, default)
             else:
-                values[f.name] = self.string(raw, name, f.name, default)
+                values[f.name] = self.string(raw, name, key, default)
         return cls(**values)
+
+    def words(self, raw: dict[str, Any], key: str, name: str, default: tuple[str, ...]
+              ) -> tuple[str, ...]:
+        """An array of distinct non-empty strings."""
+        words = self.value(raw, key, name, "an array of non-empty strings",
+                           lambda v: tuple(v) if isinstance(v, list) and v and all(
+                               isinstance(w, str) and w.strip() for w in v) else None, default)
+        for i, word in enumerate(words):
+            if word in words[:i]:
+                self.problem(f"{key}.{name}[{i}]", f'expected distinct values, got "{word}" twice')
+        return words
+
+    def smtp(self, smtp: SmtpSettings, raw: object) -> None:
+        """What the fields cannot check one by one."""
+        if not isinstance(raw, dict):
+            return
+        if smtp.retry_min_s > smtp.retry_max_s:
+            self.problem("smtp.retry_max_s", f"expected at least retry_min_s ({smtp.retry_min_s:g}), "
+                         f"got {smtp.retry_max_s:g}")
+        if smtp.host is not None and smtp.from_address is None and "from" not in raw:
+            self.problem("smtp.from", 'missing; the sender of messages, e.g. "kontaktcenter@bollebygd.se"')
 
     def intervals(self, raw: dict[str, Any], key: str, name: str) -> tuple[Interval, ...] | None:
         value = raw.get(name)

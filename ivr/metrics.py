@@ -14,12 +14,17 @@ read-only connections (SQLite releases the GIL while it works):
 3. The calls themselves, in slices of days: each groups its calls by (local date, queue,
    local hour, category) in ``calls_report`` index order, so no sort, and rolls that cube
    up per queue, category, hour and day. Counts are flags summed four to an integer.
+
+Messages to case officers (``messages``, schema 4) are few: their figures per unit
+(:func:`message_figures`) are read row by row and added under ``messages``.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import sqlite3
+import statistics
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,12 +34,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
-SCHEMA_VERSION = 3  # of the event log this module reads (ivr.store.SCHEMA_VERSION)
+SCHEMA_VERSION = 4  # of the event log this module reads (ivr.store.SCHEMA_VERSION)
 
 KPI_NAMES = (
     "calls", "offered", "answered", "abandoned", "short_abandoned", "overflowed", "closed",
     "service_level", "asa_s", "aht_s", "longest_wait_s", "transfers", "callbacks_requested",
-    "callbacks_completed", "occupancy", "handled", "fcr_coded", "uncoded", "fcr_repeat",
+    "callbacks_completed", "occupancy", "handled", "handed_off", "fcr_coded", "uncoded", "fcr_repeat",
     "fcr_repeat_pending", "fcr_repeat_excluded", "fcr_survey", "survey_answers",
     "ivr_self_service", "ivr_self_service_pending",
 )  # fmt: skip
@@ -55,19 +60,22 @@ _HANDLED = "(x.queue_outcome = 'answered' OR x.callback_completed = 1)"  # an ag
 _OWNED = "(x.caller_hash IS NOT NULL AND x.category IS NOT NULL)"  # a repeat can be told
 _IVR = "x.\"end\" = 'hangup' AND x.queue_outcome IS NULL AND x.caller_hash IS NOT NULL"
 _CLOSED = "x.started_at <= :closed_before"  # the repeat window has closed by as_of
+_KEPT = "IFNULL(x.handed_off, 0) = 0"  # no message was left: may count as resolved
 # (guard, terms): a term is one count (name, condition) or a choice of counts that
 # exclude each other, tested in order (a None condition: all the rest). Terms are only
 # tested where the guard holds.
 _COUNTS = (  # in this order, four to a word (see _layout)
     (_HANDLED, ((("handled", "1"),), (("handle_n", "x.talk_s IS NOT NULL"),),
                 (("coded", "x.coded = 1"),),
-                (("resolved", "x.coded = 1 AND x.resolution = 'resolved'"),),
+                (("resolved", f"x.coded = 1 AND x.resolution = 'resolved' AND {_KEPT}"),),
                 (("repeat_excluded", f"NOT {_OWNED}"), ("repeat_pending", f"NOT {_CLOSED}"),
                  ("repeat_closed", None)))),
     (_IVR, ((("ivr_pending", f"NOT {_CLOSED}"),),)),
     ("x.queue_outcome = 'answered'", ((("answered", "1"),), (("answered_in_time", "x.wait_s <= :sl"),),
                                       (("wait_n", "x.wait_s IS NOT NULL"),))),
-    ("1", ((("survey_yes", "x.survey = 'yes'"), ("survey_no", "x.survey = 'no'")),
+    ("1", ((("survey_yes", f"x.survey = 'yes' AND {_KEPT}"),  # a "yes" on a message: not resolved
+            ("survey_no", "x.survey IN ('yes', 'no')")),
+           (("handed_off", "x.handed_off = 1"),),
            (("callbacks_requested", "x.callback_requested = 1"),),
            (("callbacks_completed", "x.callback_completed = 1"),))),
     ("x.queue_outcome = 'abandoned'", ((("abandoned_all", "1"),), (("short", "x.wait_s < :short"),),
@@ -163,7 +171,8 @@ _NEXT = ("(SELECT MIN(m.started_at) FROM calls m INDEXED BY calls_repeat WHERE m
          " n.caller_hash{} AND m.started_at > n.started_at)")
 _FOLLOWED = f"""SELECT n.local_date AS d, n.queue AS q, n.local_hour AS h, n.category AS c,
 CASE WHEN n.category IS NOT NULL AND (n.queue_outcome = 'answered' OR n.callback_completed = 1)
- THEN julianday({_NEXT.format(" AND m.category = n.category")}) - julianday(n.started_at) <= :days
+ THEN CASE WHEN n.handed_off = 1 THEN 1 ELSE
+ julianday({_NEXT.format(" AND m.category = n.category")}) - julianday(n.started_at) <= :days END
  END AS repeated,
 CASE WHEN n."end" = 'hangup' AND n.queue_outcome IS NULL THEN IFNULL(julianday({_NEXT.format("")})
  - julianday(n.started_at) > :days, 1) END AS served
@@ -250,6 +259,7 @@ def compute(
                  for a, b in _slices(per_day)]
         result = _assemble([row for job in jobs for row in job.result()], occupancy.result(),
                            first, last, queue)  # fmt: skip
+        messages = message_figures(connections, first, last, as_of, queue)
     parameters = {
         "date_from": first.isoformat(), "date_to": last.isoformat(), "queue": queue,
         "service_level_s": service_level_s, "short_abandon_s": short_abandon_s,
@@ -261,7 +271,7 @@ def compute(
     return {**_kpis(result["total"], abandons_in_service_level),
             **{scope: {key: _kpis(sums, abandons_in_service_level)
                        for key, sums in result[scope].items()} for scope in SCOPES},
-            "parameters": parameters}  # fmt: skip
+            "messages": messages, "parameters": parameters}  # fmt: skip
 
 
 def _slices(per_day: list[tuple[str, int]]) -> list[tuple[date, date]]:
@@ -342,7 +352,8 @@ def _kpis(s: dict[str, Any], abandons_in_sl: bool) -> dict[str, Any]:
         "transfers": s["transfers"], "callbacks_requested": s["callbacks_requested"],
         "callbacks_completed": s["callbacks_completed"],
         "occupancy": None if s["occupancy"] is None else _share(*s["occupancy"]),
-        "handled": s["handled"], "fcr_coded": _share(s["resolved"], s["coded"]),
+        "handled": s["handled"], "handed_off": s["handed_off"],
+        "fcr_coded": _share(s["resolved"], s["coded"]),
         "uncoded": s["handled"] - s["coded"],
         "fcr_repeat": _share(s["repeat_closed"] - s["repeated"], s["repeat_closed"]),
         "fcr_repeat_pending": s["repeat_pending"], "fcr_repeat_excluded": s["repeat_excluded"],
@@ -358,6 +369,78 @@ def _share(part: float, whole: float) -> float | None:
 
 def _mean(total: float, count: int) -> float | None:
     return None if not count else round(total / count, 1)
+
+
+# --------------------------------------------------------------------------- messages
+
+MESSAGE_NAMES = (
+    "messages", "voice_messages", "open", "closed", "callback_median_s", "callback_p90_s",
+    "promises_kept", "promises_broken", "promises_pending", "delivered", "delivered_late",
+    "undelivered", "unaddressed",
+)  # fmt: skip
+_MESSAGES_SQL = """SELECT target_unit, source, created_at, promised_by, closed_at, delivery,
+attempts, delivered_at FROM messages WHERE created_at >= :start AND created_at < :end"""
+
+
+def message_figures(connections: _Connections, first: date, last: date, as_of: datetime,
+                    queue: str | None = None) -> dict[str, Any]:
+    """Messages created in the period, in total and per unit (the target's unit at creation).
+
+    As of ``as_of``: a message is closed when its callback was registered by then. Time to
+    callback is closed_at - created_at over closed messages: the median, and the 90th
+    percentile by nearest rank (the smallest time at or above 90 % of them). A promise is
+    broken when the callback came after promised_by, or none had come by as_of although
+    promised_by had passed; kept when it came in time; pending otherwise. Delivery: late
+    is delivered after at least one failed attempt; undelivered has an e-mail address but
+    no successful attempt yet; unaddressed has no e-mail address to send to.
+    """
+    params = {"start": _iso(_local_midnight(first)), "end": _iso(_local_midnight(last + timedelta(days=1)))}
+    sql = _MESSAGES_SQL
+    if queue is not None:
+        sql += " AND call_id IN (SELECT call_id FROM calls WHERE queue = :queue)"
+        params["queue"] = queue
+    now = _iso(as_of)
+    groups: dict[str, list[tuple]] = {}
+    rows = connections.query(sql, params)
+    for row in rows:
+        groups.setdefault(row[0] or NONE_KEY, []).append(row)
+    by_unit = {unit: _message_kpis(groups[unit], now)
+               for unit in sorted(groups, key=lambda u: (u == NONE_KEY, u))}  # fmt: skip
+    return {**_message_kpis(rows, now), "by_unit": by_unit}
+
+
+def _message_kpis(rows: list[tuple], now: str) -> dict[str, Any]:
+    out: dict[str, Any] = dict.fromkeys(MESSAGE_NAMES, 0)
+    waits = []
+    for _unit, source, created, promised, closed, delivery, attempts, delivered_at in rows:
+        out["messages"] += 1
+        out["voice_messages"] += source == "voicemail"
+        done = closed is not None and closed <= now
+        if done:
+            out["closed"] += 1
+            waits.append((_parse(closed) - _parse(created)).total_seconds())
+        else:
+            out["open"] += 1
+        if promised is not None:
+            if done:
+                out["promises_kept" if closed <= promised else "promises_broken"] += 1
+            else:
+                out["promises_broken" if now > promised else "promises_pending"] += 1
+        if delivery == "delivered" and delivered_at is not None and delivered_at <= now:
+            out["delivered"] += 1
+            out["delivered_late"] += attempts > 1
+        elif delivery == "unaddressed":
+            out["unaddressed"] += 1
+        else:
+            out["undelivered"] += 1
+    waits.sort()
+    out["callback_median_s"] = round(statistics.median(waits), 1) if waits else None
+    out["callback_p90_s"] = round(waits[math.ceil(0.9 * len(waits)) - 1], 1) if waits else None
+    return out
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 # --------------------------------------------------------------------------- agent time

@@ -2,9 +2,10 @@
 
 The HTML report is a single file a supervisor can mail: inline CSS, charts drawn here as
 inline SVG (calls per hour, service level per day against the goal, the three FCR
-measures per category side by side), each followed by the same figures as a table, and
-nothing fetched from anywhere. Labels are Swedish with the English in a lighter face.
-Every figure is defined in ``docs/metrics.md``.
+measures per category side by side), each followed by the same figures as a table, then
+the messages to case officers per unit, and nothing fetched from anywhere. CSV holds the
+call KPIs only; the message figures are in the table, JSON and HTML forms. Labels are
+Swedish with the English in a lighter face. Every figure is defined in ``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import Any
 
-from ivr.metrics import KPI_NAMES, NONE_KEY, SCOPES
+from ivr.metrics import KPI_NAMES, MESSAGE_NAMES, NONE_KEY, SCOPES
 
 FORMATS = ("table", "csv", "json", "html")
 SHARES = frozenset({"service_level", "occupancy", "fcr_coded", "fcr_repeat", "fcr_survey",
                     "ivr_self_service"})  # fmt: skip
-SECONDS = frozenset({"asa_s", "aht_s", "longest_wait_s"})
+SECONDS = frozenset({"asa_s", "aht_s", "longest_wait_s", "callback_median_s", "callback_p90_s"})
 LABELS = {  # name: (Swedish, English)
     "calls": ("Samtal", "Calls"), "offered": ("Erbjudna till kö", "Offered"),
     "answered": ("Besvarade", "Answered"), "abandoned": ("Avbrutna i kö", "Abandoned"),
@@ -33,6 +34,7 @@ LABELS = {  # name: (Swedish, English)
     "callbacks_requested": ("Återuppringning begärd", "Callbacks requested"),
     "callbacks_completed": ("Återuppringning klar", "Callbacks completed"),
     "occupancy": ("Beläggning", "Occupancy"), "handled": ("Hanterade", "Handled"),
+    "handed_off": ("Lämnade meddelande", "Handed off (message)"),
     "fcr_coded": ("Löst enligt kodning", "FCR, agent-coded"), "uncoded": ("Okodade", "Uncoded"),
     "fcr_repeat": ("Löst, ingen återkomst", "FCR, no repeat contact"),
     "fcr_repeat_pending": ("Återkomst ej avgjord", "Repeat window open"),
@@ -40,6 +42,19 @@ LABELS = {  # name: (Swedish, English)
     "fcr_survey": ("Löst enligt enkät", "FCR, survey"), "survey_answers": ("Enkätsvar", "Survey answers"),
     "ivr_self_service": ("Självservice i menyn", "IVR self-service"),
     "ivr_self_service_pending": ("Självservice ej avgjord", "Self-service window open"),
+}  # fmt: skip
+MESSAGE_LABELS = {  # name: (Swedish, English)
+    "messages": ("Meddelanden", "Messages"), "voice_messages": ("Röstmeddelanden", "Voice messages"),
+    "open": ("Öppna", "Open"), "closed": ("Återkopplade", "Called back"),
+    "callback_median_s": ("Tid till återkoppling, median", "Time to callback, median"),
+    "callback_p90_s": ("Tid till återkoppling, 90 %", "Time to callback, p90"),
+    "promises_kept": ("Löften hållna", "Promises kept"),
+    "promises_broken": ("Löften brutna", "Promises broken"),
+    "promises_pending": ("Löften ej avgjorda", "Promises pending"),
+    "delivered": ("Levererade", "Delivered"),
+    "delivered_late": ("Levererade efter nytt försök", "Delivered late"),
+    "undelivered": ("Ej levererade", "Not delivered"),
+    "unaddressed": ("Utan e-postadress", "No e-mail address"),
 }  # fmt: skip
 SCOPE_LABELS = {"by_queue": ("Kö", "Queue"), "by_category": ("Kategori", "Category"),
                 "by_hour": ("Timme", "Hour"), "by_day": ("Dag", "Day")}  # fmt: skip
@@ -134,7 +149,19 @@ def _table(result: dict[str, Any]) -> str:
         headers = [f"{sv} / {en}", *(LABELS[n][1] for n in names)]
         rows = [[str(k), *(value_text(n, v[n]) for n in names)] for k, v in keyed]
         lines += [f"Per {sv.lower()} / By {en.lower()}", *_grid(headers, rows), ""]
+    if result.get("messages"):
+        headers, rows = _message_rows(result["messages"])
+        lines += ["Meddelanden per enhet / Messages by unit", *_grid(headers, rows), ""]
     return "\n".join(lines)
+
+
+def _message_rows(messages: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One row per figure; a column for all units, then one per unit."""
+    units = list(messages["by_unit"])
+    headers = ["Meddelanden / Messages", "Totalt / Total", *units]
+    rows = [[f"{MESSAGE_LABELS[n][0]} / {MESSAGE_LABELS[n][1]}", value_text(n, messages[n]),
+             *(value_text(n, messages["by_unit"][u][n]) for u in units)] for n in MESSAGE_NAMES]
+    return headers, rows
 
 
 # --------------------------------------------------------------------------- html
@@ -185,6 +212,10 @@ def _html(result: dict[str, Any], goal: float) -> str:
         rows = [[str(k), *(value_text(n, v[n]) for n in names)] for k, v in result[scope].items()]
         parts.append(_html_table(f"Per {sv.lower()} / By {en.lower()}",
                                  [f"{sv} / {en}", *(LABELS[n][1] for n in names)], rows))
+    if result.get("messages"):
+        headers, rows = _message_rows(result["messages"])
+        parts.append(_html_table("Meddelanden till handläggare per enhet / Messages to case officers by unit",
+                                 headers, rows))
     parts.append("</main>\n</body>\n</html>\n")
     return "\n".join(parts)
 

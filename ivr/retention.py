@@ -1,7 +1,10 @@
 """Retention and erasure: ``ivr purge`` and ``ivr forget``.
 
 Personal data kept for a feature is deleted when its time is up: raw caller numbers
-(kept for callbacks), free-text notes, and recorded messages. What reports need stays:
+(kept for callbacks), free-text notes, and recorded messages. Messages to case officers
+(:mod:`ivr.messages`) keep their record, but lose the raw callback number with the raw
+numbers (``message_numbers``) and the caller's name, the question and the callback note
+with the notes (``message_texts``). What reports need stays:
 the keyed hashes, the coded outcomes, the times. So a report gives the same figures
 before and after a purge. Every deletion is itself recorded in the ``purges`` table
 (what kind, how many, older than when), never what was deleted.
@@ -59,6 +62,11 @@ def _delete_files(refs: list[tuple[str, str]], messages_dir: Path) -> int:
     return count
 
 
+_HAS_TEXT = "caller_name is not null or question is not null or close_note is not null"
+_CLEAR_TEXTS = ("update messages set caller_name = null, question = null, close_note = null, "
+                "personal_data_purged_at = ?")
+
+
 def purge(db_path: Path, *, now: datetime, raw_number_days: int, note_days: int, recording_days: int,
           messages_dir: Path) -> list[Deleted]:
     con = sqlite3.connect(db_path)
@@ -74,6 +82,14 @@ def purge(db_path: Path, *, now: datetime, raw_number_days: int, note_days: int,
             cutoff = format_at(now - timedelta(days=recording_days))
             refs = _recordings(con, "at < ?", (cutoff,))
             done.append(Deleted("recordings", _delete_files(refs, messages_dir), cutoff))
+            cutoff = format_at(now - timedelta(days=raw_number_days))
+            n = con.execute("update messages set callback_number = null where callback_number is not null "
+                            "and created_at < ?", (cutoff,)).rowcount
+            done.append(Deleted("message_numbers", n, cutoff))
+            cutoff = format_at(now - timedelta(days=note_days))
+            n = con.execute(f"{_CLEAR_TEXTS} where created_at < ? and ({_HAS_TEXT})",
+                            (format_at(now), cutoff)).rowcount
+            done.append(Deleted("message_texts", n, cutoff))
             for d in done:
                 _record(con, now, d)
         return done
@@ -99,6 +115,14 @@ def forget(db_path: Path, number: str, *, key: bytes, now: datetime, messages_di
                     f"delete from notes where call_id in ({marks})", calls).rowcount, None))
                 refs = _recordings(con, f"call_id in ({marks})", tuple(calls))
                 done.append(Deleted("recordings", _delete_files(refs, messages_dir), None))
+            # messages: by the callback number given, or left on one of the person's calls
+            where = "callback_hash = ?" + (f" or call_id in ({marks})" if calls else "")
+            n = con.execute(f"{_CLEAR_TEXTS}, callback_number = null, callback_masked = null "
+                            f"where ({where}) and (callback_number is not null "
+                            f"or callback_masked is not null or {_HAS_TEXT})",
+                            (format_at(now), hashed, *calls)).rowcount
+            if n or calls:
+                done.append(Deleted("messages", n, None))
             for d in done[1:]:
                 _record(con, now, Deleted(f"forget:{d.kind}", d.count, None))
         return done

@@ -7,11 +7,18 @@ the caller number, numbers and encodes the trace and puts a row on a queue. So d
 the write connection, commits whatever has piled up in one transaction and keeps the
 derived ``calls`` rows current (:mod:`ivr.summary`), also when a late event arrives for
 a call that has ended. A failed write is logged and retried.
+
+Messages to case officers (:mod:`ivr.messages`, schema 4) are the one mutable record:
+open, delivered, closed. Their writes are functions run on the same writer thread with
+:meth:`EventLog.submit`, each in its own transaction, in queue order with the events,
+and hand back a ``concurrent.futures.Future``; so there is still one writer, and a
+caller on the event loop can await the result (``asyncio.wrap_future``) or let it go.
 """
 
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -20,7 +27,7 @@ import sqlite3
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,13 +36,13 @@ from typing import Any
 import sqlite_utils
 
 from ivr import summary
-from ivr.privacy import scrub_caller
+from ivr.privacy import caller_hash, scrub_caller
 from ivr.vocabulary import Trace
 
 log = logging.getLogger(__name__)
 summarize = summary.summarize  # the calls row of one call (kept here for callers)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BATCH_MAX = 500  # queue items drained after the first one, per transaction
 BUSY_TIMEOUT_MS = 5000
 RETRY_FIRST_DELAY_S = 0.02
@@ -80,6 +87,35 @@ _V3 = (
     BEGIN SELECT RAISE(ABORT, 'the purge record is append-only'); END""",
 )
 
+_V4 = (
+    *summary.CALLS_V4,
+    # Messages to case officers: mutable case records (open -> delivered -> closed). The
+    # target's unit, name and e-mail are copied at creation, so that a later change in the
+    # directory does not rewrite history. callback_number is raw (kept only with the
+    # caller's consent; retention clears it like raw_numbers); callback_hash finds it for
+    # `ivr forget` after that.
+    """CREATE TABLE messages (id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, call_id TEXT,
+    created_by TEXT, source TEXT NOT NULL CHECK (source IN ('desk', 'voicemail')),
+    target_id TEXT, target_unit TEXT, target_name TEXT, target_email TEXT,
+    caller_name TEXT, callback_number TEXT, callback_masked TEXT, callback_hash TEXT,
+    consent INTEGER NOT NULL DEFAULT 0, category TEXT, question TEXT, case_number TEXT,
+    promised_by TEXT, audio_ref TEXT, duration_s REAL,
+    delivery TEXT NOT NULL CHECK (delivery IN ('pending', 'retrying', 'delivered', 'unaddressed')),
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT, last_error TEXT,
+    delivered_at TEXT, closed_at TEXT, closed_by TEXT, outcome TEXT, close_note TEXT,
+    personal_data_purged_at TEXT)""",
+    "CREATE INDEX messages_open ON messages (closed_at, created_at)",
+    "CREATE INDEX messages_due ON messages (delivery, next_attempt_at)",
+    "CREATE INDEX messages_call ON messages (call_id)",
+    "CREATE INDEX messages_callback_hash ON messages (callback_hash)",
+    # the history of each message: created, each delivery attempt, delivered, closed
+    """CREATE TABLE message_events (id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL
+    REFERENCES messages (id), at TEXT NOT NULL, kind TEXT NOT NULL, by TEXT, detail TEXT)""",
+    "CREATE INDEX message_events_message ON message_events (message_id)",
+    """CREATE TRIGGER message_events_append_only BEFORE UPDATE ON message_events
+    BEGIN SELECT RAISE(ABORT, 'message events are append-only'); END""",
+)
+
 _Row = tuple[str, int, str, str, str | None, str]  # call_id, seq, at, kind, node, data
 _STOP = None  # queue item that stops the writer; markers are threading.Event
 
@@ -90,6 +126,14 @@ class _Write:
 
     sql: str
     params: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """A queue item: a function run on the writer's connection in its own transaction."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    future: concurrent.futures.Future
 
 
 _Item = _Row | _Write
@@ -165,7 +209,8 @@ def migrate(db: sqlite_utils.Database) -> int:
         found = _user_version(db)  # another process may have migrated meanwhile
         if found == 0 and db.table_names():
             raise StoreError(f"not an event log: no schema version, but {db.table_names()}")
-        statements = (_V1 if found == 0 else ()) + (_V2 if found <= 1 else ()) + _V3
+        statements = ((_V1 if found == 0 else ()) + (_V2 if found <= 1 else ())
+                      + (_V3 if found <= 2 else ()) + _V4)
         for statement in statements:
             conn.execute(statement)
         summary.summarize_all(conn)  # the new columns, and late events schema 2 left out
@@ -233,7 +278,7 @@ class EventLog:
     def __init__(self, path: Path, reader: sqlite_utils.Database,
                  writer: sqlite_utils.Database, hash_key: bytes) -> None:  # fmt: skip
         self._path, self._reader, self._hash_key = path, reader, hash_key
-        self._queue: queue.SimpleQueue[_Item | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | _Call | threading.Event | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # closing, seq numbers and queue order
         self._read_lock = threading.Lock()
         self._closed = self._reader_closed = False
@@ -267,6 +312,10 @@ class EventLog:
     @property
     def db_path(self) -> Path:
         return self._path
+
+    def caller_hash(self, number: str | None) -> str | None:
+        """The keyed hash of a number, as the log stores callers (for matching, not display)."""
+        return caller_hash(number, self._hash_key)
 
     # ------------------------------------------------------------------- writing
 
@@ -313,6 +362,20 @@ class EventLog:
         _check_text("number", number)
         _check_text("purpose", purpose)
         self._put(_Write(_KEEP_NUMBER, (call_id, number, purpose, format_at(at))))
+
+    def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> concurrent.futures.Future:
+        """Run ``fn(connection)`` on the writer thread, in its own transaction, after
+        everything queued before; the future holds its result or its exception.
+
+        A busy or locked database is retried like any write; any other exception rolls
+        the transaction back and goes to the future. Never waits on SQLite itself.
+        """
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the event log {self._path} is closed")
+            self._queue.put(_Call(fn, future))
+        return future
 
     def _put(self, item: _Write) -> None:
         with self._lock:
@@ -380,16 +443,48 @@ class EventLog:
                 batch.append(self._queue.get_nowait())
         except queue.Empty:
             pass
-        rows = [item for item in batch if isinstance(item, tuple | _Write)]
-        try:
-            if rows:
-                self._commit(conn, rows)
-        except Exception:  # never let the writer die; _commit itself retries
-            log.exception("event log: unexpected error; %d events not written", len(rows))
+        rows: list[_Item] = []
+        for item in [*batch, None]:  # rows up to each function call, then the call
+            if isinstance(item, tuple | _Write):
+                rows.append(item)
+                continue
+            try:
+                if rows:
+                    self._commit(conn, rows)
+            except Exception:  # never let the writer die; _commit itself retries
+                log.exception("event log: unexpected error; %d events not written", len(rows))
+            rows = []
+            if isinstance(item, _Call):
+                self._call(conn, item)
         for item in batch:
             if isinstance(item, threading.Event):
                 item.set()
         return batch[-1] is not _STOP
+
+    def _call(self, conn: sqlite3.Connection, call: _Call) -> None:
+        """Run a submitted function; retry while the database is busy, else report."""
+        if not call.future.set_running_or_notify_cancel():
+            return
+        delay, failed = RETRY_FIRST_DELAY_S, False
+        while True:
+            try:
+                with _transaction(conn):
+                    result = call.fn(conn)
+            except sqlite3.OperationalError as exc:  # locked, busy, disk I/O: try again
+                failed, self.last_error = True, f"{type(exc).__name__}: {exc}"
+                log.error("event log: a submitted write failed, will retry: %s", self.last_error)
+                if self._abandon.wait(delay):
+                    call.future.set_exception(StoreError(f"the event log was closed: {exc}"))
+                    return
+                delay = min(delay * 2, RETRY_MAX_DELAY_S)
+                continue
+            except BaseException as exc:  # the function's own error: the caller's to handle
+                call.future.set_exception(exc)
+                return
+            if failed:
+                self.last_error = None
+            call.future.set_result(result)
+            return
 
     def _commit(self, conn: sqlite3.Connection, rows: list[_Item]) -> None:
         delay, failures, renumber = RETRY_FIRST_DELAY_S, 0, False
@@ -437,7 +532,11 @@ class EventLog:
 
     # ------------------------------------------------------------------- reading
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict]:
+        """Rows of a read-only query on the reader connection (blocks: not on the loop)."""
+        return self._query(sql, params)
+
+    def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict]:
         with self._read_lock:
             if self._reader_closed:
                 raise StoreError(f"the event log {self._path} is closed")

@@ -21,6 +21,10 @@ Rules worth knowing when reading a report:
 * A call that ended while still waiting (or ringing at an agent) without a queue
   outcome is ``abandoned``, its wait running up to the end of the call.
 * ``category`` is the agent's coded category when the call was coded, else the flow's.
+* ``handed_off`` is 1 when the call left a message for a case officer: a voice message
+  recorded by the flow (a ``recording`` with audio) or a message written at the desk
+  (``message_left``, appended by :mod:`ivr.messages`). Such a call is never resolved at
+  first contact (:mod:`ivr.metrics`).
 * A value that SQLite cannot store (a list, a huge integer) is stored as text, so that a
   malformed event can never jam the writer.
 """
@@ -47,6 +51,8 @@ CALL_COLUMNS = (
     "local_date", "local_hour", "queued_at", "wait_s", "queue_outcome", "abandon_stage",
     "answered_at", "agent", "talk_s", "wrapup_s", "resolution", "coded", "transfers",
     "callback_requested", "callback_completed", "survey", "offers",
+    # schema 4
+    "handed_off",
 )  # fmt: skip
 JSON_COLUMNS = ("path", "attributes")
 
@@ -64,7 +70,7 @@ _V3_TYPES = {"local_hour": "INTEGER", "wait_s": "REAL", "talk_s": "REAL", "wrapu
              "callback_completed": "INTEGER", "offers": "INTEGER"}  # fmt: skip
 CALLS_V3 = (
     *(f'ALTER TABLE calls ADD COLUMN "{name}" {_V3_TYPES.get(name, "TEXT")}'
-      for name in CALL_COLUMNS[CALL_COLUMNS.index("local_date"):]),
+      for name in CALL_COLUMNS[CALL_COLUMNS.index("local_date"):CALL_COLUMNS.index("handed_off")]),
     # the reports: by local date and queue, then hour and category, in index order
     "CREATE INDEX calls_report ON calls (local_date, queue, local_hour, category)",
     # repeat contacts: the next call of a caller is a nearby seek; the other columns let
@@ -72,6 +78,14 @@ CALLS_V3 = (
     """CREATE INDEX calls_repeat ON calls (caller_hash, category, started_at, queue_outcome,
     callback_completed, "end", local_date, queue, local_hour)""",
 )
+# Schema 4: the message flag, also in the repeat index so that the FCR pass stays covered.
+CALLS_V4 = (
+    'ALTER TABLE calls ADD COLUMN "handed_off" INTEGER',
+    "DROP INDEX calls_repeat",
+    """CREATE INDEX calls_repeat ON calls (caller_hash, category, started_at, queue_outcome,
+    callback_completed, "end", local_date, queue, local_hour, handed_off)""",
+)
+MESSAGE_KIND = "message_left"  # trace: a message to a case officer was written for the call
 
 QUEUE_OUTCOMES = ("answered", "abandoned", "overflow", "closed", "callback", "callback-failed")
 RESOLUTIONS = ("resolved", "forwarded", "callback-promised", "wrong-queue", "other", "uncoded")
@@ -85,7 +99,7 @@ def summarize(call_id: str, events: Sequence[dict]) -> dict:
     row: dict[str, Any] = dict.fromkeys(CALL_COLUMNS)
     row.update(call_id=call_id, path=[], attributes={}, status="in-progress")
     row.update(inputs=0, timeouts=0, invalid_inputs=0, transfers=0, offers=0)
-    row.update(callback_requested=0, callback_completed=0)
+    row.update(callback_requested=0, callback_completed=0, handed_off=0)
     ordered = sorted(events, key=lambda e: e.get("seq") or 0)
     row["started_at"] = ordered[0].get("at") if ordered else None
     wait = _Wait()
@@ -136,6 +150,10 @@ def _apply(row: dict[str, Any], wait: _Wait, event: dict, data: dict) -> None:
             wait.enqueued_at = _text(event.get("at"))
     elif kind == "recording":
         row["message_ref"] = data.get("ref", row["message_ref"])
+        if _text(data.get("ref")):
+            row["handed_off"] = 1
+    elif kind == MESSAGE_KIND:
+        row["handed_off"] = 1
     elif kind == "disposition":
         row["end"] = data.get("end", row["end"])
         row["queue"] = data.get("queue", row["queue"])

@@ -541,3 +541,51 @@ def test_queue_settings_feed_the_queue_engine() -> None:
     assert agents["maria"].skills["vaxeln"] == 9
     engine = QueueEngine(queues, agents)
     assert {engine.agent_state(a) for a in agents} == {"offline"}
+
+
+def test_smtp_and_messages_sections(tmp_path: Path) -> None:
+    default = load_settings(REPO / "config.toml", env={})
+    assert not default.smtp.enabled and default.smtp.port == 587 and default.smtp.starttls
+    assert default.messages.promise_hours == 24 and "ovrigt" in default.messages.categories
+    s = load(tmp_path, """
+        [smtp]
+        host = "smtp.bollebygd.se"
+        username = "kontaktcenter"
+        from = "Kontaktcenter <kontaktcenter@bollebygd.se>"
+        retry_min_s = 30
+        [messages]
+        categories = ["bygglov", "skola"]
+        voicemail_target = "vaxeln"
+        audio_url_base = "https://ivr.bollebygd.se"
+    """, env={"IVR_SMTP_PASSWORD": "hemligt"})
+    assert (s.smtp.host, s.smtp.from_address, s.smtp.retry_min_s, s.smtp.retry_max_s) == (
+        "smtp.bollebygd.se", "Kontaktcenter <kontaktcenter@bollebygd.se>", 30.0, 3600.0)
+    assert s.smtp.enabled and s.smtp.password == "hemligt" and "hemligt" not in repr(s)
+    assert (s.messages.categories, s.messages.voicemail_target) == (("bygglov", "skola"), "vaxeln")
+
+
+def test_smtp_and_messages_problems(tmp_path: Path) -> None:
+    assert problems(tmp_path, """
+        [smtp]
+        host = "smtp.bollebygd.se"
+        port = 0
+        from = "kontaktcenter"
+        password = "hemligt"
+        retry_min_s = 600
+        retry_max_s = 60
+        [messages]
+        categories = ["bygglov", "bygglov"]
+        promise_hours = 0
+        voice_target = "x"
+    """) == [
+        "config.toml: smtp.port: expected an integer from 1 to 65535, got 0",
+        'config.toml: smtp.from: expected an e-mail address such as "kontaktcenter@bollebygd.se", '
+        'got "kontaktcenter"',
+        "config.toml: smtp.password: secrets belong in the environment (IVR_SMTP_PASSWORD)",
+        'config.toml: messages.voice_target: unknown key (did you mean "voicemail_target"?)',
+        "config.toml: messages.promise_hours: expected an integer from 1 to 720, got 0",
+        'config.toml: messages.categories[1]: expected distinct values, got "bygglov" twice',
+        "config.toml: smtp.retry_max_s: expected at least retry_min_s (600), got 60",
+    ]
+    assert problems(tmp_path, '[smtp]\nhost = "smtp.bollebygd.se"\n') == [
+        'config.toml: smtp.from: missing; the sender of messages, e.g. "kontaktcenter@bollebygd.se"']

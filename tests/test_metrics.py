@@ -127,7 +127,7 @@ def test_kpis_of_ten_calls(db: Path) -> None:
 def test_each_scope_has_exactly_the_kpi_names(db: Path) -> None:
     insert(db, ten_calls())
     r = compute(db, DAY, DAY, as_of=LATER)
-    assert list(r) == [*KPI_NAMES, *SCOPES, "parameters"]
+    assert list(r) == [*KPI_NAMES, *SCOPES, "messages", "parameters"]
     for scope in SCOPES:
         for key, kpis in r[scope].items():
             assert list(kpis) == list(KPI_NAMES), (scope, key)
@@ -314,7 +314,7 @@ def test_bad_input_is_refused_with_a_reason(db: Path, tmp_path: Path) -> None:
         compute(tmp_path / "missing.db", DAY, DAY, as_of=LATER)
     old = tmp_path / "v2.db"
     sqlite3.connect(old).execute("PRAGMA user_version = 2").connection.close()
-    with pytest.raises(MetricsError, match="schema 2, reports need 3"):
+    with pytest.raises(MetricsError, match="schema 2, reports need 4"):
         compute(old, DAY, DAY, as_of=LATER)
 
 

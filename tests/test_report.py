@@ -35,7 +35,7 @@ def result(tmp_path: Path) -> dict:
 def test_json_keys_are_the_kpi_names(result: dict) -> None:
     text = render(result, "json")
     data = json.loads(text)
-    assert list(data) == [*KPI_NAMES, *SCOPES, "parameters"]
+    assert list(data) == [*KPI_NAMES, *SCOPES, "messages", "parameters"]
     for scope in SCOPES:
         assert all(list(kpis) == list(KPI_NAMES) for kpis in data[scope].values())
     assert "växeln" in text and "\\u" not in text  # ensure_ascii=False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -91,9 +92,10 @@ def test_open_creates_a_wal_database_at_the_current_schema(log: EventLog, db_pat
     assert log.db_path == db_path and db_path.exists()
     conn = raw_db(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"events", "calls", "agent_events", "notes", "raw_numbers", "purges"}
+    assert tables == {"events", "calls", "agent_events", "notes", "raw_numbers", "purges",
+                      "messages", "message_events"}
 
 
 def test_append_flush_events_round_trip(log: EventLog) -> None:
@@ -131,7 +133,7 @@ def test_summary_of_a_typical_call(log: EventLog) -> None:
         "wait_s": None, "queue_outcome": "answered", "abandon_stage": None, "answered_at": None,
         "agent": "a7", "talk_s": None, "wrapup_s": None, "resolution": None, "coded": None,
         "transfers": 0, "callback_requested": 0, "callback_completed": 0, "survey": None,
-        "offers": 0,
+        "offers": 0, "handed_off": 0,
     }  # fmt: skip
     assert log.call("c1") == summarize("c1", log.events("c1"))
     assert [c["call_id"] for c in log.calls()] == ["c1"]
@@ -381,7 +383,7 @@ def test_a_version_1_database_is_migrated_and_backfilled(db_path: Path) -> None:
     event_log = EventLog.open(db_path, hash_key=KEY)
     try:
         conn = raw_db(db_path)
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
         assert conn.execute("SELECT * FROM events ORDER BY id").fetchall() == old_rows
         ended, live = event_log.call("v1-a"), event_log.call("v1-b")
         assert ended is not None and live is not None
@@ -409,7 +411,7 @@ def test_a_version_2_database_is_migrated_and_its_summaries_rebuilt(db_path: Pat
     assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 4
     event_log = EventLog.open(db_path, hash_key=KEY)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
         assert conn.execute("SELECT * FROM events ORDER BY id").fetchall() == old_rows
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert {"calls_report", "calls_repeat", "agent_events_hour"} <= indexes
@@ -430,10 +432,93 @@ def test_a_version_2_database_is_migrated_and_its_summaries_rebuilt(db_path: Pat
         event_log.close()
 
 
+def build_v3(path: Path) -> None:
+    """A schema-3 log as that version wrote it: a voice message and an answered call."""
+    conn = raw_db(path)
+    for statement in (*store._V1, *store._V2, *store._V3):
+        conn.execute(statement)
+    events = [
+        ("v3-voice", 1, "2026-03-02T17:00:00.000Z", "call_started", None, '{"flow":"t"}'),
+        ("v3-voice", 2, "2026-03-02T17:00:20.000Z", "recording", "message",
+         '{"ref":"v3-voice.wav","duration_s":9.5}'),
+        ("v3-voice", 3, "2026-03-02T17:00:21.000Z", "call_ended", None, '{"end":"message"}'),
+        ("v3-answered", 1, "2026-03-02T09:00:00.000Z", "call_started", None, '{"flow":"t"}'),
+        ("v3-answered", 2, "2026-03-02T09:00:10.000Z", "queue_joined", None, '{"queue":"A"}'),
+        ("v3-answered", 3, "2026-03-02T09:00:30.000Z", "queue_answered", None,
+         '{"queue":"A","agent":"a1","wait_s":20}'),
+        ("v3-answered", 4, "2026-03-02T09:03:00.000Z", "call_ended", None, '{"end":"queue:A"}'),
+    ]
+    conn.executemany("INSERT INTO events (call_id, seq, at, kind, node, data) VALUES (?, ?, ?, ?, ?, ?)",
+                     events)
+    columns = [c for c in store.summary.CALL_COLUMNS if c != "handed_off"]
+    for call_id in ("v3-voice", "v3-answered"):  # the rows schema 3 derived (no handed_off)
+        row = summarize(call_id, [{**dict(zip(("call_id", "seq", "at", "kind", "node"), e[:5], strict=True)),
+                                   "data": json.loads(e[5])} for e in events if e[0] == call_id])
+        conn.execute(f"INSERT INTO calls ({', '.join(f'{c!r}' for c in columns)}) "
+                     f"VALUES ({', '.join('?' * len(columns))})",
+                     [store.summary._json(row[c]) if c in store.summary.JSON_COLUMNS else row[c]
+                      for c in columns])  # fmt: skip
+    conn.execute("PRAGMA user_version = 3")
+
+
+def test_a_version_3_database_gets_messages_and_the_handed_off_flag(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    build_v3(db_path)
+    conn = raw_db(db_path)
+    old_events = conn.execute("SELECT * FROM events ORDER BY id").fetchall()
+    assert "handed_off" not in {r[1] for r in conn.execute("PRAGMA table_info(calls)")}
+    event_log = EventLog.open(db_path, hash_key=KEY)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("SELECT * FROM events ORDER BY id").fetchall() == old_events
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"messages", "message_events"} <= tables
+        # the summaries are derived again: a voice message hands the call off
+        voice, answered = event_log.call("v3-voice"), event_log.call("v3-answered")
+        assert (voice["handed_off"], answered["handed_off"]) == (1, 0)
+        assert answered["wait_s"] == 20.0
+        repeat = [r[2] for r in conn.execute("PRAGMA index_info(calls_repeat)")]
+        assert repeat[0] == "caller_hash" and repeat[-1] == "handed_off"  # the FCR pass stays covered
+        # messages are mutable, their history is not
+        future = event_log.submit(lambda c: c.execute(
+            "INSERT INTO messages (created_at, source, delivery) VALUES ('2026-03-02T10:00:00.000Z', "
+            "'desk', 'pending')").lastrowid)
+        message_id = future.result(timeout=5)
+        event_log.submit(lambda c: c.execute(
+            "INSERT INTO message_events (message_id, at, kind) VALUES (?, '2026-03-02T10:00:00.000Z', "
+            "'created')", (message_id,))).result(timeout=5)
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("UPDATE message_events SET kind = 'x'")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO messages (created_at, source, delivery) VALUES ('x', 'fax', 'pending')")
+    finally:
+        event_log.close()
+
+
+def test_submitted_writes_run_in_order_with_the_events_and_report_their_errors(log: EventLog) -> None:
+    log.append("c1", Trace(at(0), "call_started", None, {"flow": "t"}))
+    seen = log.submit(lambda conn: conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    log.append("c1", Trace(at(1), "node_entered", "start"))
+    assert seen.result(timeout=5) == 1  # after the event queued before it, before the one after
+
+    def bad(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO messages (created_at, source, delivery) VALUES ('x', 'desk', 'pending')")
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        log.submit(bad).result(timeout=5)
+    log.flush()
+    assert raw_db(log.db_path).execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0  # rolled back
+    assert len(log.events("c1")) == 2 and log.last_error is None
+    log.close()
+    with pytest.raises(StoreError, match="is closed"):
+        log.submit(lambda conn: None)
+
+
 def test_migrate_reports_the_version_it_found(tmp_path: Path) -> None:
     with sqlite_utils.Database(tmp_path / "fresh.db") as db:
         assert migrate(db) == 0
-        assert migrate(db) == 3
+        assert migrate(db) == 4
     build_v1(tmp_path / "old.db")
     with sqlite_utils.Database(tmp_path / "old.db") as db:
         assert migrate(db) == 1
@@ -442,9 +527,9 @@ def test_migrate_reports_the_version_it_found(tmp_path: Path) -> None:
 
 def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
-    raw_db(path).execute("PRAGMA user_version = 4")
-    with pytest.raises(StoreError, match=r"written by a newer version \(schema 4\); "
-                       r"this program knows up to 3"):  # fmt: skip
+    raw_db(path).execute("PRAGMA user_version = 5")
+    with pytest.raises(StoreError, match=r"written by a newer version \(schema 5\); "
+                       r"this program knows up to 4"):  # fmt: skip
         EventLog.open(path, hash_key=KEY)
 
 
