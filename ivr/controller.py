@@ -127,6 +127,8 @@ class ContactCenter:
         self.transfers = transfers or Transfers()
         self.answered_in: dict[str, str] = {}  # call_id -> the queue its agent answered it in
         self.transfer_outcome: dict[str, dict[str, Any]] = {}  # call_id -> the last transfer, for desks
+        # Called with (call_id, session, trace) for each recorded voice message (ivr.web.messages sets it).
+        self.on_recording: Callable[[str, CallSession, Trace], Any] | None = None
         self.errors = 0
 
     # ------------------------------------------------------------------ calls
@@ -287,6 +289,10 @@ class ContactCenter:
         trace = session.take_trace()
         if trace:
             self.sink.append_many(call_id, trace)
+            if self.on_recording is not None:
+                for t in trace:
+                    if t.kind == "recording":  # a voice message joins the open messages
+                        self._guard(lambda t=t: self.on_recording(call_id, session, t))
 
     def _apply(self, actions: list[Any]) -> None:
         for action in actions:

@@ -186,8 +186,11 @@ class Runtime:
         while True:
             due = self.center.next_deadline()
             delay = None if due is None else max(0.0, (due - self.now()).total_seconds())
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation
+            # that stops this loop at shutdown.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()
             self.center.tick(self.now())
 

@@ -118,3 +118,24 @@ async def test_the_controller_hook_for_recordings_is_wired_to_the_book(client) -
     assert message is not None
     assert (message.source, message.call_id, message.category, message.callback_number) == (
         "voicemail", "CA5", "bygglov", "+46701234567")
+
+
+async def test_a_voice_message_left_in_the_flow_joins_the_open_messages(client) -> None:
+    """The controller's hook end to end: a closed-hours call records, the message is listed."""
+    from datetime import datetime
+
+    from ivr.hours import STOCKHOLM
+    from ivr.vocabulary import Digits, RecordingDone
+
+    runtime = client.app[messages_module.MESSAGES].runtime
+    sunday = datetime(2026, 11, 29, 10, 0, tzinfo=STOCKHOLM)  # the switchboard is closed
+    runtime.center.start_call(sunday, "CAvoice", "+46701234567", "+46330000000", "test")
+    runtime.center.call_event("CAvoice", Digits(sunday + timedelta(seconds=20), "1"))
+    assert runtime.center.sessions["CAvoice"].node.id == "message"
+    runtime.center.call_event("CAvoice", RecordingDone(sunday + timedelta(seconds=40),
+                                                       ref="CAvoice.wav", duration_s=14))
+    runtime.sink.flush()
+    listed = await get(client, "/api/messages?state=open", basic("anna"))
+    voice = [m for m in listed["messages"] if m["call_id"] == "CAvoice"]
+    assert len(voice) == 1 and voice[0]["source"] == "voicemail"
+    assert voice[0]["callback_masked"] == "+46 70-*** ** 67"

@@ -143,9 +143,9 @@ def setup(app: web.Application, runtime: Runtime, *, demo: bool) -> None:
         book.listeners.append(lambda kind, message_id: kind == "created" and delivery.poke())
     else:
         log.info("messages: [smtp] host is not set; messages are kept as pending, not mailed")
-    # Voice messages: the controller calls this for each `recording` trace it drains, once it
-    # has the hook (ContactCenter.on_recording, see docs/messages.md); until then it is unused.
-    runtime.center.on_recording = lambda call_id, session, trace: book.from_recording(  # type: ignore[attr-defined]
+    # Voice messages: the controller calls this for each `recording` trace it drains
+    # (ContactCenter.on_recording, see docs/messages.md).
+    runtime.center.on_recording = lambda call_id, session, trace: book.from_recording(
         call_id, trace, caller=session.caller, category=session.category)
     messages = Messages(runtime, book, delivery, Path(sink.db_path).parent / "messages")
     app[MESSAGES] = messages
