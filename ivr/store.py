@@ -44,6 +44,7 @@ summarize = summary.summarize  # the calls row of one call (kept here for caller
 
 SCHEMA_VERSION = 4
 BATCH_MAX = 500  # queue items drained after the first one, per transaction
+CALLER_CACHE = 4096  # numbers whose hash and mask are remembered (live calls; personal data, bounded)
 BUSY_TIMEOUT_MS = 5000
 RETRY_FIRST_DELAY_S = 0.02
 RETRY_MAX_DELAY_S = 2.0
@@ -285,6 +286,8 @@ class EventLog:
         self._live_seq: dict[str, int] = {}
         self._ended_seq: OrderedDict[str, int] = OrderedDict()
         self._abandon = threading.Event()
+        self._callers_lock = threading.Lock()
+        self._callers: OrderedDict[str | None, tuple[str | None, str | None]] = OrderedDict()
         self.last_error: str | None = None  # of the write being retried, if any
         self._writer = threading.Thread(
             target=self._run, args=(writer,), name=f"event-log {path.name}", daemon=True
@@ -325,12 +328,30 @@ class EventLog:
         _check_text("trace kind", trace.kind)
         _check_text("trace node", trace.node, optional=True)
         at = format_at(trace.at)
-        data = encode_json(scrub_caller(trace.data or {}, self._hash_key))
+        data = encode_json(self._scrub(trace.data) if trace.data else {})
         with self._lock:
             if self._closed:
                 raise StoreError(f"the event log {self._path} is closed")
             seq = self._next_seq(call_id, trace.kind)
             self._queue.put((call_id, seq, at, trace.kind, trace.node, data))
+
+    def _scrub(self, data: dict[str, Any]) -> dict[str, Any]:
+        """:func:`ivr.privacy.scrub_caller`, remembering each number's hash and mask (a
+        phonenumbers parse costs more than the rest of an append)."""
+        if "caller" not in data:
+            return data
+        raw = data["caller"]
+        number = None if raw is None else str(raw)
+        with self._callers_lock:
+            found = self._callers.get(number)
+            if found is None:
+                scrubbed = scrub_caller({"caller": number}, self._hash_key)
+                found = self._callers[number] = (scrubbed["caller_hash"], scrubbed["caller_masked"])
+                if len(self._callers) > CALLER_CACHE:
+                    self._callers.popitem(last=False)
+        clean = {k: v for k, v in data.items() if k != "caller"}
+        clean["caller_hash"], clean["caller_masked"] = found
+        return clean
 
     def append_many(self, call_id: str, traces: Iterable[Trace]) -> None:
         for trace in traces:

@@ -12,6 +12,7 @@ from ivr.privacy import (
     DEMO_KEY,
     PrivacyError,
     caller_hash,
+    hash_and_mask,
     mask_number,
     normalize_number,
     resolve_hash_key,
@@ -142,3 +143,15 @@ def test_resolve_key_without_a_key_in_production_says_what_to_do() -> None:
 def test_resolve_key_without_a_key_in_a_demo_uses_the_demo_key() -> None:
     assert resolve_hash_key(None, demo=True) == DEMO_KEY
     assert len(DEMO_KEY) >= 16
+
+
+@pytest.mark.parametrize("number", [
+    "070-123 45 67", "+46701234567", "0046 8 123 456 78", "+1 415 555 0100", "08-123 45", "1001",
+    "client:anna", "anonymous", "", "  ", "+4670", "+999 123", None])
+def test_one_parse_gives_exactly_the_hash_and_the_mask(number) -> None:
+    assert hash_and_mask(number, KEY) == (caller_hash(number, KEY), mask_number(number))
+
+
+@given(st.text(alphabet="+0123456789 -()", max_size=18))
+def test_one_parse_agrees_on_any_dialled_string(number) -> None:
+    assert hash_and_mask(number, KEY) == (caller_hash(number, KEY), mask_number(number))
