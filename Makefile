@@ -17,6 +17,7 @@ install: $(VENV)/.installed
 
 run: install
 	$(IVR) check
+	$(IVR) directory import examples/katalog.csv
 	$(IVR) serve --demo
 
 demo: install
