@@ -218,6 +218,26 @@ class MessageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferSettings:
+    """Agent transfers (ivr.transfers): ring time, the fallback, outside numbers, reports."""
+
+    ring_timeout_s: float = field(default=25.0, metadata={"range": (5.0, 600.0)})  # then the fallback
+    no_answer: str = field(default="agent", metadata={  # a blind transfer nobody answers
+        "pattern": "agent|message", "form": '"agent" or "message"'})
+    allowed_prefixes: tuple[str, ...] = ("+46",)  # outside numbers agents may transfer to ("+": any)
+    blocked_prefixes: tuple[str, ...] = ("+46900", "+46939", "+46944")  # premium rate: never
+    misroute_window_s: float = field(default=60.0, metadata={"range": (1.0, 3600.0)})  # reports
+
+    def policy(self) -> Any:
+        """The :class:`ivr.transfer_targets.TransferPolicy` of these settings."""
+        from ivr.transfer_targets import TransferPolicy
+
+        return TransferPolicy(ring_timeout_s=self.ring_timeout_s, no_answer=self.no_answer,
+                              allowed_prefixes=self.allowed_prefixes, blocked_prefixes=self.blocked_prefixes,
+                              misroute_window_s=self.misroute_window_s)
+
+
+@dataclass(frozen=True, slots=True)
 class _PathSettings:
     flows: Path = Path("callflows")
     recordings: Path = Path("recordings")
@@ -242,6 +262,7 @@ class Settings:
     users: Mapping[str, UserSettings] = field(default_factory=_empty, hash=False)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     messages: MessageSettings = field(default_factory=MessageSettings)
+    transfers: TransferSettings = field(default_factory=TransferSettings)
 
 
 # Plain sections are read field by field from their dataclass; named tables
@@ -249,7 +270,7 @@ class Settings:
 _SECTIONS: dict[str, type] = {
     "store": StoreSettings, "privacy": PrivacySettings, "paths": _PathSettings,
     "server": ServerSettings, "twilio": TwilioSettings, "asterisk": AsteriskSettings,
-    "kpi": KpiSettings, "smtp": SmtpSettings, "messages": MessageSettings,
+    "kpi": KpiSettings, "smtp": SmtpSettings, "messages": MessageSettings, "transfers": TransferSettings,
 }
 _NAMED: dict[str, tuple[str, ...]] = {
     "hours": ("timezone", *WEEKDAYS, "closed_dates", "reduced", "public_holidays",
@@ -472,6 +493,7 @@ class _Reader:
         slots = {n: self.announcement(n, raw) for n, raw in named["announcements"].items()}
         users = {n: self.user(n, raw, agents) for n, raw in named["users"].items()}
         self.smtp(sec["smtp"], data.get("smtp"))
+        self.prefixes(sec["transfers"])
         if self.problems:
             return None
         return Settings(
@@ -480,7 +502,8 @@ class _Reader:
             server=sec["server"], hours=MappingProxyType(hours), queues=MappingProxyType(queues),
             announcements=MappingProxyType(slots), twilio=sec["twilio"],
             asterisk=sec["asterisk"], agents=MappingProxyType(agents), kpi=sec["kpi"],
-            users=MappingProxyType(users), smtp=sec["smtp"], messages=sec["messages"])
+            users=MappingProxyType(users), smtp=sec["smtp"], messages=sec["messages"],
+            transfers=sec["transfers"])
 
     def section(self, raw: object, name: str, cls: type, env: Mapping[str, str],
                 base_dir: Path) -> Any:
@@ -540,6 +563,13 @@ class _Reader:
                          f"got {smtp.retry_max_s:g}")
         if smtp.host is not None and smtp.from_address is None and "from" not in raw:
             self.problem("smtp.from", 'missing; the sender of messages, e.g. "kontaktcenter@bollebygd.se"')
+
+    def prefixes(self, transfers: TransferSettings) -> None:
+        """Number prefixes are E.164 beginnings: "+" and digits ("+" alone: any number)."""
+        for name in ("allowed_prefixes", "blocked_prefixes"):
+            for i, prefix in enumerate(getattr(transfers, name)):
+                if not re.fullmatch(r"\+[0-9]{0,14}", prefix):
+                    self.expected(f"transfers.{name}[{i}]", 'a number prefix such as "+46"', prefix)
 
     def intervals(self, raw: dict[str, Any], key: str, name: str) -> tuple[Interval, ...] | None:
         value = raw.get(name)

@@ -16,12 +16,15 @@ read-only connections (SQLite releases the GIL while it works):
    up per queue, category, hour and day. Counts are flags summed four to an integer.
 
 Messages to case officers (``messages``, schema 4) are few: their figures per unit
-(:func:`message_figures`) are read row by row and added under ``messages``.
+(:func:`message_figures`) are read row by row and added under ``messages``. So are the
+calls with an agent transfer: their events go through :func:`ivr.transfer_report.
+transfer_report` (:func:`transfer_figures`), under ``agent_transfers``.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import sqlite3
 import statistics
@@ -32,6 +35,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from ivr.transfer_report import transfer_report
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 SCHEMA_VERSION = 4  # of the event log this module reads (ivr.store.SCHEMA_VERSION)
@@ -222,6 +227,7 @@ def compute(
     short_abandon_s: float = 5,
     abandons_in_service_level: bool = True,
     repeat_window_days: int = 7,
+    misroute_window_s: float = 60.0,
     as_of: datetime,
 ) -> dict[str, Any]:
     """The KPIs of the local days ``date_from``..``date_to`` (inclusive, Stockholm time).
@@ -229,14 +235,17 @@ def compute(
     ``as_of`` is "now": repeat-contact windows that have not closed by then are pending,
     and agent time is counted up to it. The result holds every name in
     :data:`KPI_NAMES`, the same for each queue, category, local hour (0-23) and local
-    date under ``by_queue``, ``by_category``, ``by_hour`` and ``by_day``, and the
-    ``parameters`` it was computed with.
+    date under ``by_queue``, ``by_category``, ``by_hour`` and ``by_day``, the messages
+    (``messages``) and agent transfers (``agent_transfers``: per queue and per menu choice, with
+    misroutes within ``misroute_window_s``), and the ``parameters`` it was computed with.
     """
     first, last = _day(date_from, "date_from"), _day(date_to, "date_to")
     if last < first:
         raise MetricsError(f"date_to {last} is before date_from {first}")
     if not isinstance(as_of, datetime) or as_of.utcoffset() is None:
         raise MetricsError("as_of must be a datetime with a timezone")
+    if misroute_window_s <= 0:
+        raise MetricsError("misroute_window_s must be > 0")
     if service_level_s < 0 or short_abandon_s < 0 or repeat_window_days < 1:
         raise MetricsError("service_level_s and short_abandon_s must be >= 0, "
                            "repeat_window_days >= 1")  # fmt: skip
@@ -260,18 +269,61 @@ def compute(
         result = _assemble([row for job in jobs for row in job.result()], occupancy.result(),
                            first, last, queue)  # fmt: skip
         messages = message_figures(connections, first, last, as_of, queue)
+        transfers = transfer_figures(connections, first, last, queue, misroute_window_s)
     parameters = {
         "date_from": first.isoformat(), "date_to": last.isoformat(), "queue": queue,
         "service_level_s": service_level_s, "short_abandon_s": short_abandon_s,
         "abandons_in_service_level": abandons_in_service_level,
-        "repeat_window_days": repeat_window_days, "as_of": _iso(as_of),
+        "repeat_window_days": repeat_window_days, "misroute_window_s": misroute_window_s,
+        "as_of": _iso(as_of),
         "service_level_variant": "answered-or-late-abandoned" if abandons_in_service_level
         else "answered-only",
     }  # fmt: skip
     return {**_kpis(result["total"], abandons_in_service_level),
             **{scope: {key: _kpis(sums, abandons_in_service_level)
                        for key, sums in result[scope].items()} for scope in SCOPES},
-            "messages": messages, "parameters": parameters}  # fmt: skip
+            "messages": messages, "agent_transfers": transfers, "parameters": parameters}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- transfers
+
+TRANSFER_NAMES = ("transfers", "to_queue", "to_directory", "to_number", "attended", "failed", "misroutes")
+_TRANSFER_CALLS = """SELECT DISTINCT call_id FROM events INDEXED BY events_at WHERE at >= :start
+AND at < :end AND kind IN ('transfer_started', 'queue_transferred')"""
+_TRANSFER_EVENTS = """SELECT call_id, seq, at, kind, node, data FROM events WHERE call_id = :call_id
+ORDER BY seq"""
+
+
+def transfer_figures(connections: _Connections, first: date, last: date, queue: str | None,
+                     misroute_window_s: float) -> dict[str, Any]:
+    """Agent transfers started in the period (by the transfer's time), per queue the call was
+    answered in and per menu choice, with misroutes (:func:`ivr.transfer_report.transfer_report`;
+    ``docs/metrics.md``): the figures in :data:`TRANSFER_NAMES` under ``totals``,
+    ``by_queue`` and ``by_menu_choice``. The legs' talk times are left out
+    (``ivr.transfer_report`` has them per call). With ``queue``: the calls whose final
+    queue it is."""
+    params: dict[str, Any] = {"start": _iso(_local_midnight(first)),
+                              "end": _iso(_local_midnight(last + timedelta(days=1)))}
+    sql = _TRANSFER_CALLS
+    if queue is not None:
+        sql += " AND call_id IN (SELECT call_id FROM calls WHERE queue = :queue)"
+        params["queue"] = queue
+    ids = [row[0] for row in connections.query(sql, params)]
+    calls = [[{"call_id": c, "seq": seq, "at": at, "kind": kind, "node": node, "data": _json(data)}
+              for c, seq, at, kind, node, data in connections.query(_TRANSFER_EVENTS, {"call_id": call_id})]
+             for call_id in ids]  # a few calls, one lookup each along the (call_id, seq) index
+    report = transfer_report(calls, misroute_window_s=misroute_window_s)
+    for scope in ("by_queue", "by_menu_choice"):  # answers are the call KPIs' business
+        report[scope] = {k: {n: v[n] for n in TRANSFER_NAMES} for k, v in report[scope].items()}
+    return {"totals": {n: report["totals"][n] for n in TRANSFER_NAMES}, "by_queue": report["by_queue"],
+            "by_menu_choice": report["by_menu_choice"]}
+
+
+def _json(text: Any) -> Any:
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return {}
 
 
 def _slices(per_day: list[tuple[str, int]]) -> list[tuple[date, date]]:

@@ -3,8 +3,11 @@
 The HTML report is a single file a supervisor can mail: inline CSS, charts drawn here as
 inline SVG (calls per hour, service level per day against the goal, the three FCR
 measures per category side by side), each followed by the same figures as a table, then
-the messages to case officers per unit, and nothing fetched from anywhere. CSV holds the
-call KPIs only; the message figures are in the table, JSON and HTML forms. Labels are
+the messages to case officers per unit, the agents' transfers per queue and per menu
+choice (``agent_transfers``), and nothing fetched from anywhere. CSV holds the call KPIs and the transfer
+figures (``xfer_*`` columns: on the total row and the ``transfers_by_queue`` and
+``transfers_by_menu_choice`` rows); the message figures are in the table, JSON and HTML
+forms. Labels are
 Swedish with the English in a lighter face. Every figure is defined in ``docs/metrics.md``.
 """
 
@@ -17,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import Any
 
-from ivr.metrics import KPI_NAMES, MESSAGE_NAMES, NONE_KEY, SCOPES
+from ivr.metrics import KPI_NAMES, MESSAGE_NAMES, NONE_KEY, SCOPES, TRANSFER_NAMES
 
 FORMATS = ("table", "csv", "json", "html")
 SHARES = frozenset({"service_level", "occupancy", "fcr_coded", "fcr_repeat", "fcr_survey",
@@ -30,7 +33,7 @@ LABELS = {  # name: (Swedish, English)
     "closed": ("Stängd kö", "Queue closed"), "service_level": ("Servicenivå", "Service level"),
     "asa_s": ("Snittid till svar", "ASA"), "aht_s": ("Snittid hantering", "AHT"),
     "longest_wait_s": ("Längsta väntan", "Longest wait"),
-    "transfers": ("Kopplade mellan köer", "Transfers"),
+    "transfers": ("Kopplade vidare", "Transfers"),
     "callbacks_requested": ("Återuppringning begärd", "Callbacks requested"),
     "callbacks_completed": ("Återuppringning klar", "Callbacks completed"),
     "occupancy": ("Beläggning", "Occupancy"), "handled": ("Hanterade", "Handled"),
@@ -56,6 +59,17 @@ MESSAGE_LABELS = {  # name: (Swedish, English)
     "undelivered": ("Ej levererade", "Not delivered"),
     "unaddressed": ("Utan e-postadress", "No e-mail address"),
 }  # fmt: skip
+TRANSFER_LABELS = {  # name: (Swedish, English)
+    "transfers": ("Kopplade vidare", "Transfers"), "to_queue": ("till kö", "to a queue"),
+    "to_directory": ("till person/enhet", "to a person or unit"),
+    "to_number": ("till externt nummer", "to an outside number"),
+    "attended": ("med avstämning", "attended"), "failed": ("misslyckade", "failed"),
+    "misroutes": ("felkopplade", "misroutes"),
+}  # fmt: skip
+TRANSFER_SCOPES = {"by_queue": ("Vidarekopplingar per kö där samtalet besvarades",
+                                "Transfers by the queue the call was answered in"),
+                   "by_menu_choice": ("Vidarekopplingar per menyval", "Transfers by menu choice")}
+CSV_TRANSFERS = tuple(f"xfer_{n}" for n in TRANSFER_NAMES)
 SCOPE_LABELS = {"by_queue": ("Kö", "Queue"), "by_category": ("Kategori", "Category"),
                 "by_hour": ("Timme", "Hour"), "by_day": ("Dag", "Day")}  # fmt: skip
 FCR = (("fcr_coded", "#1f4e79"), ("fcr_repeat", "#8a4b08"), ("fcr_survey", "#2e6b30"))
@@ -115,10 +129,28 @@ def _conditions(result: dict[str, Any]) -> str:
 def _csv(result: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["scope", "key", *KPI_NAMES])
+    transfers = result.get("agent_transfers")  # its columns whenever the result has the figures
+    writer.writerow(["scope", "key", *KPI_NAMES, *(CSV_TRANSFERS if transfers else ())])
     for scope, key, kpis in _scopes(result):
-        writer.writerow([scope, key, *("" if kpis[n] is None else kpis[n] for n in KPI_NAMES)])
+        row = [scope, key, *("" if kpis[n] is None else kpis[n] for n in KPI_NAMES)]
+        if transfers:
+            row += [transfers["totals"][n] for n in TRANSFER_NAMES] if scope == "total" else [""] * len(
+                TRANSFER_NAMES)
+        writer.writerow(row)
+    for scope in TRANSFER_SCOPES if transfers else ():
+        for key, figures in transfers[scope].items():
+            writer.writerow([f"transfers_{scope}", key, *[""] * len(KPI_NAMES),
+                             *(figures[n] for n in TRANSFER_NAMES)])
     return out.getvalue()
+
+
+def _transfer_rows(transfers: dict[str, Any], scope: str) -> tuple[list[str], list[list[str]]]:
+    """One row per queue (or menu choice), one column per figure, then the totals."""
+    key = "Kö / Queue" if scope == "by_queue" else "Menyval / Menu choice"
+    headers = [key, *(f"{TRANSFER_LABELS[n][0]} / {TRANSFER_LABELS[n][1]}" for n in TRANSFER_NAMES)]
+    rows = [[str(k), *(value_text(n, v[n]) for n in TRANSFER_NAMES)] for k, v in transfers[scope].items()]
+    rows.append(["Totalt / Total", *(value_text(n, transfers["totals"][n]) for n in TRANSFER_NAMES)])
+    return headers, rows
 
 
 def _grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -152,7 +184,24 @@ def _table(result: dict[str, Any]) -> str:
     if result.get("messages"):
         headers, rows = _message_rows(result["messages"])
         lines += ["Meddelanden per enhet / Messages by unit", *_grid(headers, rows), ""]
+    if _any_transfers(result):
+        for scope, (sv, en) in TRANSFER_SCOPES.items():
+            headers, rows = _transfer_rows(result["agent_transfers"], scope)
+            lines += [f"{sv} / {en}", *_grid(headers, rows), ""]
+        lines += [_misroute_note(result), ""]
     return "\n".join(lines)
+
+
+def _any_transfers(result: dict[str, Any]) -> bool:
+    transfers = result.get("agent_transfers")
+    return bool(transfers and transfers["by_queue"])
+
+
+def _misroute_note(result: dict[str, Any]) -> str:
+    window = result.get("parameters", {}).get("misroute_window_s", 60)
+    return (f"Felkopplad: vidare till annan kö, eller till person/enhet utan samma ämne, inom {window:g} s "
+            f"från svar / misroute: on to another queue, or to a person or unit of another topic, within "
+            f"{window:g} s of the answer (docs/metrics.md)")
 
 
 def _message_rows(messages: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -216,6 +265,11 @@ def _html(result: dict[str, Any], goal: float) -> str:
         headers, rows = _message_rows(result["messages"])
         parts.append(_html_table("Meddelanden till handläggare per enhet / Messages to case officers by unit",
                                  headers, rows))
+    if _any_transfers(result):
+        for scope, (sv, en) in TRANSFER_SCOPES.items():
+            headers, rows = _transfer_rows(result["agent_transfers"], scope)
+            parts.append(_html_table(f"{sv} / {en}", headers, rows))
+        parts.append(f'<p class="note">{escape(_misroute_note(result))}.</p>')
     parts.append("</main>\n</body>\n</html>\n")
     return "\n".join(parts)
 

@@ -20,6 +20,9 @@ Rules worth knowing when reading a report:
   over there.
 * A call that ended while still waiting (or ringing at an agent) without a queue
   outcome is ``abandoned``, its wait running up to the end of the call.
+* ``transfers`` counts the agents' completed transfers: to another queue
+  (``queue_transferred``) and to a person or an outside number (``transfer_completed``);
+  failed and cancelled ones do not count.
 * ``category`` is the agent's coded category when the call was coded, else the flow's.
 * ``handed_off`` is 1 when the call left a message for a case officer: a voice message
   recorded by the flow (a ``recording`` with audio) or a message written at the desk
@@ -235,6 +238,13 @@ def _transferred(row: dict[str, Any], wait: _Wait, at: Any, data: dict) -> None:
     _wait_again(row, wait)
 
 
+def _transfer_completed(row: dict[str, Any], wait: _Wait, at: Any, data: dict) -> None:
+    """An agent's transfer to a person or an outside number went through (one to a queue
+    is counted by its ``queue_transferred``)."""
+    if data.get("target_kind") != "queue":
+        row["transfers"] += 1
+
+
 def _callback_requested(row: dict[str, Any], wait: _Wait, at: Any, data: dict) -> None:
     row["callback_requested"] = 1
     _outcome(row, wait, at, data, "callback")
@@ -280,7 +290,7 @@ def _outcome(row: dict[str, Any], wait: _Wait, at: Any, data: dict, outcome: str
 _QUEUE_KINDS = {
     "queue_joined": _joined, "queue_offered": _offered, "queue_ring_timeout": _ring_timeout,
     "queue_answered": _answered, "queue_abandoned": _abandoned, "queue_overflow": _overflow,
-    "queue_closed": _closed, "queue_transferred": _transferred,
+    "queue_closed": _closed, "queue_transferred": _transferred, "transfer_completed": _transfer_completed,
     "callback_requested": _callback_requested, "callback_attempt": _callback_attempt,
     "callback_failed": _callback_failed, "talk_ended": _talk_ended, "wrapup": _wrapup,
 }  # fmt: skip

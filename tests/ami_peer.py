@@ -11,7 +11,8 @@ Channels live in the peer, not in a connection (as in Asterisk): a client that d
 and logs in again finds them, minus those that hung up meanwhile. Per channel, AGI
 commands run one after another; keys pressed (``press``) are heard by the next command
 that listens for them. Tests script it: ``on_agi("WAIT FOR DIGIT", None)`` never answers,
-``mute("Bridge")`` never responds, ``agents[endpoint] = "busy"`` refuses offers.
+``mute("Bridge")`` never responds, ``agents[endpoint] = "busy"`` refuses offers. ``Bridge``
+moves a channel that is already bridged, as Asterisk does (transfers rely on it).
 """
 
 from __future__ import annotations
@@ -294,14 +295,20 @@ class AmiPeer:
         self.event("Hangup", chan, Cause=cause, Cause_txt="Normal Clearing")
         if other is not None and not other.gone:
             other.peer = chan.peer = None
-            self.event("BridgeLeave", other, BridgeUniqueid=other.bridge, BridgeNumChannels=0)
-            self.emit(FRAMES.build("BridgeDestroy", BridgeUniqueid=other.bridge, BridgeNumChannels=0))
-            other.bridge, other.priority = None, 3
-            if other.context == "ivr" and self.after_bridge == "agi":
-                other.in_agi, other.app = True, "AGI"
-                self.event("AsyncAGIStart", other, Env=quote("agi_request: async\n\n", safe=""))
-            else:
-                self._ended(other)
+            self._left_alone(other)
+
+    def _left_alone(self, chan: Chan) -> None:
+        """The other side of a two-party bridge left (hung up, or was moved into another
+        bridge): the bridge dissolves and ``chan`` goes on at its next priority: AGI again
+        in [ivr], the ``Hangup()`` in the agent context."""
+        self.event("BridgeLeave", chan, BridgeUniqueid=chan.bridge, BridgeNumChannels=0)
+        self.emit(FRAMES.build("BridgeDestroy", BridgeUniqueid=chan.bridge, BridgeNumChannels=0))
+        chan.bridge = None
+        if chan.context == "ivr" and self.after_bridge == "agi":
+            chan.in_agi, chan.app = True, "AGI"
+            self.event("AsyncAGIStart", chan, Env=quote("agi_request: async\n\n", safe=""))
+        else:
+            self._ended(chan)
 
     # ------------------------------------------------------------------ AGI
 
@@ -476,10 +483,22 @@ class AmiPeer:
                                                     safe=""))
 
     def _bridge(self, a: Chan, b: Chan) -> None:
+        """A new bridge of ``a`` and ``b``. A channel already bridged elsewhere is *moved*
+        (``ast_bridge_add_channel``): the partner it leaves is alone, and that bridge dissolves."""
+        if a.peer is b:
+            return
+        for chan in (a, b):
+            old = chan.peer
+            if old is not None:
+                self.event("BridgeLeave", chan, BridgeUniqueid=chan.bridge, BridgeNumChannels=1)
+                old.peer = chan.peer = None
+                self._left_alone(old)
         bridge = f"87de4b8a-cbdf-4a96-87cf-{next(self._seq):012x}"
         self.emit(FRAMES.build("BridgeCreate", BridgeUniqueid=bridge))
         for n, chan in enumerate((a, b), 1):
-            chan.in_agi, chan.bridge, chan.priority = False, bridge, chan.priority + 1
+            if chan.bridge is None:  # from the dialplan: it goes on at the next priority afterwards
+                chan.priority += 1
+            chan.in_agi, chan.bridge = False, bridge
             chan.peer = b if chan is a else a
             if chan.executing:
                 chan.interrupt.set()  # the yank ends the running command without a result

@@ -127,7 +127,7 @@ def test_kpis_of_ten_calls(db: Path) -> None:
 def test_each_scope_has_exactly_the_kpi_names(db: Path) -> None:
     insert(db, ten_calls())
     r = compute(db, DAY, DAY, as_of=LATER)
-    assert list(r) == [*KPI_NAMES, *SCOPES, "messages", "parameters"]
+    assert list(r) == [*KPI_NAMES, *SCOPES, "messages", "agent_transfers", "parameters"]
     for scope in SCOPES:
         for key, kpis in r[scope].items():
             assert list(kpis) == list(KPI_NAMES), (scope, key)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from ivr.metrics import KPI_NAMES, SCOPES, compute
+from ivr.metrics import KPI_NAMES, SCOPES, TRANSFER_NAMES, compute
 from ivr.report import render
 from ivr.store import migrate
 
@@ -35,7 +35,7 @@ def result(tmp_path: Path) -> dict:
 def test_json_keys_are_the_kpi_names(result: dict) -> None:
     text = render(result, "json")
     data = json.loads(text)
-    assert list(data) == [*KPI_NAMES, *SCOPES, "messages", "parameters"]
+    assert list(data) == [*KPI_NAMES, *SCOPES, "messages", "agent_transfers", "parameters"]
     for scope in SCOPES:
         assert all(list(kpis) == list(KPI_NAMES) for kpis in data[scope].values())
     assert "växeln" in text and "\\u" not in text  # ensure_ascii=False
@@ -45,7 +45,7 @@ def test_json_keys_are_the_kpi_names(result: dict) -> None:
 
 def test_csv_has_one_row_per_scope_and_the_kpi_names_as_header(result: dict) -> None:
     rows = list(csv.reader(io.StringIO(render(result, "csv"))))
-    assert rows[0] == ["scope", "key", *KPI_NAMES]
+    assert rows[0] == ["scope", "key", *KPI_NAMES, *(f"xfer_{n}" for n in TRANSFER_NAMES)]
     scopes = [(r[0], r[1]) for r in rows[1:]]
     assert scopes[0] == ("total", "")
     assert [k for s, k in scopes if s == "by_queue"] == ["A", "B", "växeln", "(none)"]

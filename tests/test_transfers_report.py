@@ -169,3 +169,86 @@ def test_a_transfer_lands_in_the_calls_one_record_with_outside_numbers_masked(tm
     finally:
         conn.close()
     assert "3001122" not in dump and "701234567" not in dump
+
+
+# --------------------------------------------------------------------------- in `ivr report`
+
+
+def logged_hand_log(tmp_path):
+    """The hand-computed calls written to a real event log (the calls rows derived from them)."""
+    path = tmp_path / "ivr.db"
+    log = EventLog.open(path, hash_key=b"transfer-test-key-0123456")
+    try:
+        for events in hand_log():
+            call_id = events[0]["call_id"]
+            log.append(call_id, Trace(T0 - timedelta(seconds=1), "call_started", None,
+                                      {"caller": None, "called": None, "transport": "test"}))
+            log.append_many(call_id, [Trace(datetime.fromisoformat(e["at"]), e["kind"], e["node"], e["data"])
+                                      for e in events])
+        log.flush()
+        rows = {c["call_id"]: c for c in log.calls()}
+    finally:
+        log.close()
+    return path, rows
+
+
+def without_answers(figures: dict[str, dict]) -> dict[str, dict]:
+    return {k: {n: v for n, v in c.items() if n != "answered"} for k, c in figures.items()}
+
+
+def test_ivr_report_has_the_hand_computed_transfers_per_queue_and_menu_choice(tmp_path):
+    from ivr.metrics import compute
+
+    path, rows = logged_hand_log(tmp_path)
+    # the calls rows: a transfer to a queue (queue_transferred) or to a person or number
+    # (transfer_completed) counts; a failed one does not
+    assert {c: r["transfers"] for c, r in rows.items()} == {
+        "c-a": 1, "c-b": 1, "c-c": 1, "c-d": 2, "c-e": 0, "c-f": 0}
+    result = compute(path, "2026-12-01", "2026-12-01", as_of=T0 + timedelta(hours=2), misroute_window_s=60)
+    assert result["transfers"] == 5  # the KPI: every completed transfer
+    expected = transfer_report(hand_log(), misroute_window_s=60)
+    figures = result["agent_transfers"]
+    assert figures["by_queue"] == without_answers(expected["by_queue"])
+    assert figures["by_menu_choice"] == without_answers(expected["by_menu_choice"])
+    assert figures["totals"] == {"transfers": 5, "to_queue": 2, "to_directory": 2, "to_number": 1,
+                                 "attended": 1, "failed": 1, "misroutes": 2}
+    assert result["parameters"]["misroute_window_s"] == 60
+    narrow = compute(path, "2026-12-01", "2026-12-01", as_of=T0 + timedelta(hours=2), misroute_window_s=15)
+    assert narrow["agent_transfers"]["totals"]["misroutes"] == 1  # only c-d's 15 s
+    other_day = compute(path, "2026-12-02", "2026-12-02", as_of=T0 + timedelta(days=2))
+    assert other_day["agent_transfers"]["by_queue"] == {}
+
+
+def test_the_transfer_figures_in_table_csv_json_and_html(tmp_path):
+    import csv
+    import io
+    import json
+
+    from ivr.metrics import compute
+    from ivr.report import render
+
+    path, _ = logged_hand_log(tmp_path)
+    result = compute(path, "2026-12-01", "2026-12-01", as_of=T0 + timedelta(hours=2))
+    table = render(result, "table")
+    section = table[table.index("Vidarekopplingar per kö"):]
+    barn = next(line for line in section.splitlines() if line.startswith("barn-utbildning"))
+    assert barn.split() == ["barn-utbildning", "2", "1", "1", "0", "0", "0", "1"]
+    menu = table[table.index("Vidarekopplingar per menyval"):]
+    assert next(line for line in menu.splitlines() if line.startswith("main_menu:1")).split()[-1] == "1"
+    assert "Felkopplad" in table and "60 s" in table
+
+    rows = list(csv.DictReader(io.StringIO(render(result, "csv"))))
+    omsorg = next(r for r in rows if (r["scope"], r["key"]) == ("transfers_by_queue", "omsorg"))
+    assert (omsorg["xfer_transfers"], omsorg["xfer_to_number"], omsorg["xfer_misroutes"]) == ("2", "1", "1")
+    assert omsorg["calls"] == ""  # the call KPIs are on the by_queue rows
+    total = next(r for r in rows if r["scope"] == "total")
+    assert (total["transfers"], total["xfer_transfers"], total["xfer_failed"]) == ("5", "5", "1")
+    assert [r["key"] for r in rows if r["scope"] == "transfers_by_menu_choice"] == [
+        NO_MENU, "main_menu:1", "main_menu:2"]
+
+    data = json.loads(render(result, "json"))
+    assert data["agent_transfers"]["by_queue"]["vaxeln"]["failed"] == 1
+
+    html = render(result, "html")
+    assert "Transfers by the queue the call was answered in" in html and "Transfers by menu choice" in html
+    assert "<td>main_menu:2</td>" not in html and '<th scope="row">main_menu:2</th>' in html

@@ -22,9 +22,23 @@ answer as XML and follows it the way Twilio would:
 * ``<Hangup/>`` (and every hang-up) posts the number's status callback, ``completed``.
 
 ``FakeRest`` is the REST API behind ``twilio.rest.Client`` (an injected HTTP client): it
-records every ``calls(sid).update`` and answers from a script (``500``, ``429``, an
-exception, else ``200``); ``Call.follow_rest()`` then does what Twilio does with a
-redirect: the ``<Enqueue action>`` with ``QueueResult=redirected``, then the new URL.
+records every request and answers from a script (``500``, ``429``, an exception, else
+``200``; a deleted participant ``204``); ``Call.follow_rest()`` then does what Twilio does
+with each, in order: a redirect of the caller's call (the ``<Enqueue action>`` with
+``QueueResult=redirected``, then the new URL); a redirect of the agent's leg (its new
+document runs on that leg, and the caller's ``<Dial>`` to it ends: its ``action`` with
+``DialCallStatus=completed``); Conference Participants created, updated (``Hold``,
+``HoldUrl``, ``EndConferenceOnExit``) and deleted.
+
+Conferences (``<Dial><Conference>``, as documented for the noun and the Participants
+resource): a participant joining by TwiML is labelled by ``participantLabel``; the
+``statusCallback`` gets ``conference-start``/``-end`` and ``participant-join``/``-leave``
+(those named in ``statusCallbackEvent``) with ``ConferenceSid``, ``FriendlyName``,
+``CallSid``, ``StatusCallbackEvent``; a participant created by the API rings
+(``colleague_answers()``, ``colleague_fails(status)``) and its own ``statusCallback``
+gets its call progress (``CallStatus`` ringing, in-progress, completed, busy, ...). A
+TwiML participant leaving (removed, or the conference ended) goes on with its ``<Dial
+action>``; one with ``endConferenceOnExit`` leaving ends the conference.
 """
 
 from __future__ import annotations
@@ -90,6 +104,17 @@ class _Script:
         if outcome >= 400:
             return Response(outcome, json.dumps({"code": 20000 + outcome, "status": outcome,
                                                  "message": "fake failure"}))
+        if "/Participants" in uri:  # the Participant resource
+            conference = uri.split("/Conferences/", 1)[1].split("/", 1)[0]
+            if method == "DELETE":
+                return Response(204, "")
+            made = call == "Participants"
+            call_sid = sid() if made else call
+            self.requests[-1]["call_sid"] = call_sid
+            body = {"account_sid": ACCOUNT_SID, "conference_sid": conference, "call_sid": call_sid,
+                    "label": (data or {}).get("Label") if made else call, "status": "queued" if made
+                    else "connected", "hold": (data or {}).get("Hold") == "true"}
+            return Response(201 if made else 200, json.dumps(body))
         return Response(outcome, json.dumps({"sid": call, "account_sid": ACCOUNT_SID,
                                              "status": "in-progress"}))
 
@@ -146,6 +171,7 @@ class Twilio:
         self.token = token
         self.rest = rest
         self.sent: list[Sent] = []
+        self.conferences: dict[str, Conference] = {}  # by name
 
     def url(self, path: str) -> str:
         return self.public + path
@@ -172,6 +198,33 @@ class Twilio:
 
 
 @dataclass
+class Party:
+    """A conference participant."""
+
+    call_sid: str
+    label: str
+    end_on_exit: bool = False
+    hold: bool = False
+    hold_url: str | None = None
+    action: str | None = None           # joined by TwiML: its <Dial action>
+    status_callback: str | None = None  # added by the API: its call progress
+    events: tuple[str, ...] = ()
+    state: str = "in-progress"          # added by the API: ringing until answered
+    to: str = ""                        # added by the API: whom it calls
+
+
+@dataclass
+class Conference:
+    name: str
+    sid: str
+    status_callback: str | None
+    events: tuple[str, ...]
+    parties: dict[str, Party] = field(default_factory=dict)  # by label
+    ended: bool = False
+    sequence: int = 0
+
+
+@dataclass
 class Call:
     twilio: Twilio
     sid: str
@@ -182,10 +235,11 @@ class Call:
     state: str = "new"        # gather | enqueue | dial | talking | record | ended
     verb: ET.Element | None = None
     rest_of_doc: list[ET.Element] = field(default_factory=list)
-    followed: int = 0
     queue_time: int = 0
     agent_leg: str | None = None
     last: Sent | None = None
+    rest_seen: int = 0                 # REST requests looked at (all calls')
+    conference: Conference | None = None
 
     # ------------------------------------------------------------------ requests
 
@@ -213,6 +267,10 @@ class Call:
                     self.heard.append(verb.text or "")
                 case "Pause":
                     pass
+                case "Dial" if len(verb) and verb[0].tag == "Conference":
+                    self.state, self.verb, self.rest_of_doc = "conference", verb, verbs
+                    await self._join(verb, self.sid, "caller")
+                    return
                 case "Gather" | "Record" | "Enqueue" | "Dial":
                     for inner in verb if verb.tag == "Gather" else ():
                         if inner.tag in ("Say", "Play"):
@@ -303,17 +361,163 @@ class Call:
             await self._run(sent)
 
     async def follow_rest(self) -> int:
-        """Carry out the REST redirects made since the last look; how many."""
+        """Carry out this call's REST requests made since the last look, in order; how many."""
         assert self.twilio.rest is not None
-        urls = self.twilio.rest.redirects(self.sid)[self.followed:]
-        for url in urls:
-            self.followed += 1
-            if self.state == "enqueue":  # dequeued by the REST API: the action is requested at once
-                await self._leave("redirected")
-            await self._run(await self.post(url))
-        return len(urls)
+        done = 0
+        while self.rest_seen < len(self.twilio.rest.requests):
+            r = self.twilio.rest.requests[self.rest_seen]
+            self.rest_seen += 1
+            if r["outcome"] not in (200, 204):
+                continue
+            if r["url"].endswith(f"/Calls/{self.sid}.json"):
+                if self.state == "enqueue":  # dequeued by the REST API: the action is requested at once
+                    await self._leave("redirected")
+                await self._run(await self.post(r["data"]["Url"]))
+            elif self.agent_leg is not None and r["url"].endswith(f"/Calls/{self.agent_leg}.json"):
+                await self._agent_redirected(r["data"]["Url"])
+            elif self.conference is not None and f"/Conferences/{self.conference.sid}/" in r["url"]:
+                await self._participants(self.conference, r)
+            else:
+                continue  # another call's
+            done += 1
+        return done
+
+    # ------------------------------------------------------------------ conferences
+
+    def _leg(self, call_sid: str, to: str) -> dict[str, str]:
+        return {"AccountSid": ACCOUNT_SID, "ApiVersion": "2010-04-01", "CallSid": call_sid,
+                "ParentCallSid": self.sid, "CallStatus": "in-progress", "Direction": "outbound-dial",
+                "From": self.caller, "To": to}
+
+    async def _agent_redirected(self, url: str) -> None:
+        """The agent's leg runs a new document; the caller's <Dial> to it ends."""
+        assert self.agent_leg is not None and self.state == "talking"
+        sent = await self.twilio.post(url, self._leg(self.agent_leg, "client:agent"))
+        assert sent.status == 200, sent.text
+        doc = list(ET.fromstring(sent.text))
+        if doc and doc[0].tag == "Dial" and len(doc[0]) and doc[0][0].tag == "Conference":
+            await self._join(doc[0], self.agent_leg, "agent")
+        dial = self.verb
+        assert dial is not None
+        await self._run(await self.post(dial.attrib["action"], DialCallStatus="completed",
+                                        DialCallSid=self.agent_leg, DialCallDuration="30"))
+
+    async def _conference_event(self, conf: Conference, event: str, party: Party | None = None) -> None:
+        if conf.status_callback is None or event.split("-")[-1] not in conf.events:
+            return
+        conf.sequence += 1
+        params = {"AccountSid": ACCOUNT_SID, "ConferenceSid": conf.sid, "FriendlyName": conf.name,
+                  "StatusCallbackEvent": event, "SequenceNumber": str(conf.sequence),
+                  "Timestamp": "Tue, 01 Dec 2026 08:30:00 +0000"}
+        if party is not None:
+            params.update(CallSid=party.call_sid, Hold=str(party.hold).lower(), Muted="false",
+                          EndConferenceOnExit=str(party.end_on_exit).lower(), Coaching="false")
+        sent = await self.twilio.post(conf.status_callback, params)
+        assert sent.status == 200, sent.text
+
+    async def _join(self, dial: ET.Element, call_sid: str, default_label: str) -> None:
+        noun = dial[0]
+        name = (noun.text or "").strip()
+        conf = self.twilio.conferences.get(name)
+        if conf is None or conf.ended:
+            conf = Conference(name, sid("CF"), noun.attrib.get("statusCallback"),
+                              tuple(noun.attrib.get("statusCallbackEvent", "").split()))
+            self.twilio.conferences[name] = conf
+        self.conference = conf
+        party = Party(call_sid, noun.attrib.get("participantLabel", default_label),
+                      end_on_exit=noun.attrib.get("endConferenceOnExit") == "true",
+                      action=dial.attrib["action"])
+        first = not conf.parties
+        conf.parties[party.label] = party
+        if first and noun.attrib.get("startConferenceOnEnter", "true") == "true":
+            await self._conference_event(conf, "conference-start")
+        await self._conference_event(conf, "participant-join", party)
+
+    async def _participants(self, conf: Conference, r: dict[str, Any]) -> None:
+        data, label = r["data"], r["url"].rsplit("/", 1)[-1].removesuffix(".json")
+        if r["method"] == "POST" and label == "Participants":  # created: its phone rings
+            events = data.get("StatusCallbackEvent") or []
+            party = Party(r["call_sid"], data["Label"], end_on_exit=data.get("EndConferenceOnExit") == "true",
+                          status_callback=data.get("StatusCallback"),
+                          events=tuple(events if isinstance(events, list) else str(events).split()),
+                          state="ringing", to=data["To"])
+            conf.parties[party.label] = party
+            await self._progress(party, "ringing")
+        elif r["method"] == "POST":
+            party = conf.parties[label]
+            if "Hold" in data:
+                party.hold, party.hold_url = data["Hold"] == "true", data.get("HoldUrl")
+            if "EndConferenceOnExit" in data:
+                party.end_on_exit = data["EndConferenceOnExit"] == "true"
+        else:
+            await self._party_leaves(conf, conf.parties[label], removed=True)
+
+    async def _progress(self, party: Party, status: str) -> None:
+        """The API participant's call progress, to its statusCallback."""
+        event = {"in-progress": "answered"}.get(status, "completed" if status != "ringing" else "ringing")
+        if party.status_callback is None or event not in party.events:
+            return
+        params = self._leg(party.call_sid, party.to)
+        params.update(CallStatus=status, Direction="outbound-api", CallbackSource="call-progress-events")
+        params.pop("ParentCallSid")
+        sent = await self.twilio.post(party.status_callback, params)
+        assert sent.status == 200, sent.text
+
+    async def _party_leaves(self, conf: Conference, party: Party, *, removed: bool = False,
+                            hung_up: bool = False) -> None:
+        conf.parties.pop(party.label, None)
+        if party.action is None:  # added by the API
+            ringing = party.state == "ringing"
+            await self._progress(party, "canceled" if ringing and removed else "completed")
+            if ringing:
+                return
+        await self._conference_event(conf, "participant-leave", party)
+        if party.action is not None:
+            leg = self._leg(party.call_sid, "") if party.call_sid != self.sid else self.params()
+            leg["CallStatus"] = "completed" if hung_up else "in-progress"
+            sent = await self.twilio.post(party.action, leg)
+            assert sent.status == 200, sent.text
+            if party.call_sid == self.sid and not hung_up:  # the caller goes on in its document
+                await self._run(sent)
+            elif party.call_sid != self.sid:
+                self.agent_heard.extend(v.tag for v in ET.fromstring(sent.text))
+        if party.end_on_exit and not conf.ended:
+            await self._end(conf)
+
+    async def _end(self, conf: Conference) -> None:
+        conf.ended = True
+        await self._conference_event(conf, "conference-end")
+        for party in list(conf.parties.values()):
+            await self._party_leaves(conf, party)
+
+    def party(self, label: str) -> Party:
+        assert self.conference is not None, "the call is in no conference"
+        return self.conference.parties[label]
+
+    async def colleague_answers(self, label: str = "colleague") -> None:
+        party = self.party(label)
+        party.state = "in-progress"
+        await self._progress(party, "in-progress")
+        assert self.conference is not None
+        await self._conference_event(self.conference, "participant-join", party)
+
+    async def colleague_fails(self, status: str, label: str = "colleague") -> None:
+        """The added participant's phone is ``busy``, not answered (``no-answer``) or ``failed``."""
+        party = self.party(label)
+        assert self.conference is not None
+        self.conference.parties.pop(label)
+        await self._progress(party, status)
+
+    async def party_hangs_up(self, label: str) -> None:
+        """A participant (the colleague, the agent) hangs up."""
+        assert self.conference is not None
+        await self._party_leaves(self.conference, self.party(label), hung_up=True)
 
     async def hang_up(self) -> None:
+        if self.state == "conference" and self.conference is not None:  # the caller leaves the conference
+            await self._party_leaves(self.conference, self.party("caller"), hung_up=True)
+            await self._completed()
+            return
         if self.state == "enqueue":
             await self._leave("hangup")
         elif self.state in ("dial", "talking"):  # the Dial ends with the caller

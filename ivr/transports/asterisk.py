@@ -8,6 +8,12 @@ AsyncAGI; when it answers the offer is accepted and the two channels are joined 
 the AMI ``Bridge`` action. When the agent hangs up the caller's channel comes back to
 AGI at the next priority, and the flow goes on there (the survey).
 
+Agent transfers (``transfer(action)``, the actions of :mod:`ivr.transfers`) are carried
+out by :class:`ivr.transports.asterisk_transfer.AsteriskTransfers`: the target's leg is
+rung with ``Originate`` and joined with ``Bridge``; what its channel does comes back to
+the controller as ``center.transfer_event``. A caller left alone while the agent consults
+a colleague is held (music) in AGI until it is joined again.
+
 Every AMI event the transport reacts to is bound in :meth:`AsteriskTransport.subscribe`.
 The controller is synchronous: this module calls it with ``runtime.now()`` and answers it
 (``send``, ``offer``, ``cancel_offer``, ``connect``) by queueing AMI work, never blocking.
@@ -19,6 +25,7 @@ import asyncio
 import itertools
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,14 +33,27 @@ from typing import Any
 from panoramisk.message import Message
 
 from ivr.prompts import find_espeak
+from ivr.transfers import Action as TransferAction
+from ivr.transfers import RingTarget
 from ivr.transports import agi
 from ivr.transports.ami import AmiClient, AmiError
 from ivr.transports.asterisk_agents import AgentLeg, AgentSide
 from ivr.transports.asterisk_line import Line, LineConfig, LineGone
 from ivr.transports.asterisk_sounds import Sounds
+from ivr.transports.asterisk_transfer import AsteriskTransfers
 from ivr.vocabulary import CallerHungUp, Command, Event, Prompt
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Join:
+    """A transfer's join of a caller held in AGI (``Line.request_bridge``): ``target`` is the
+    channel to join, ``joined`` learns whether it worked."""
+
+    target: str
+    joined: asyncio.Future[bool]
+    uniqueid: str = ""
 
 
 class AsteriskTransport(AgentSide):
@@ -63,6 +83,10 @@ class AsteriskTransport(AgentSide):
         self._orphans: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self.xfers = AsteriskTransfers(self.ami, agent_context=self.agent_context,
+                                       transfer_context=self.config.transfer_context, new_id=self._new_id,
+                                       channels=self._call_channels, report=self._transfer_report,
+                                       join_caller=self._join_caller)
         self.subscribe()
 
     def subscribe(self) -> None:
@@ -93,6 +117,7 @@ class AsteriskTransport(AgentSide):
         if live and self.ami.connected:  # nobody drives them any more: do not leave them in silence
             log.info("asterisk: hanging up %d call(s) still in the IVR", len(live))
             await asyncio.gather(*(self._hangup_channel(line.channel) for line in live))
+        self.xfers.cancel()
         await self.ami.close()
         for line in list(self.lines.values()):
             line.close()
@@ -116,12 +141,47 @@ class AsteriskTransport(AgentSide):
             return
         line.send(commands)
 
+    def transfer(self, action: TransferAction) -> None:
+        """An agent transfer's step (``ivr.transfers``); what follows comes back as
+        ``center.transfer_event``. A call without a line cannot start one."""
+        line = self.lines.get(action.call_id)
+        if line is None and isinstance(action, RingTarget):
+            raise RuntimeError(f"call {action.call_id} has no Asterisk line")
+        caller_id = None
+        if isinstance(action, RingTarget) and action.target.kind != "number" and line and line.caller:
+            queue = self.center.answered_in.get(action.call_id) or "ivr"  # what a colleague's phone shows
+            caller_id = f'"{queue}" <{line.caller}>'
+        self.xfers.submit(action, caller_id)
+
+    def _call_channels(self, call_id: str) -> tuple[str | None, str | None]:
+        """The caller's channel and the channel of the agent who answered the call (if still up)."""
+        line = self.lines.get(call_id)
+        agent = next((g for g in self.legs.values()
+                      if g.call_id == call_id and g.kind == "call" and g.state == "talking"), None)
+        return (line.channel if line else None), (agent.channel if agent else None)
+
+    def _transfer_report(self, method: str, call_id: str, *args: Any) -> None:
+        self.center.transfer_event(self.now(), call_id, method, *args)
+        self.runtime.poke()
+
+    async def _join_caller(self, call_id: str, channel: str) -> bool | None:
+        """Join a caller held in AGI to ``channel`` through its line (music off first); None
+        when the caller is not in AGI (bridged: a plain ``Bridge`` moves it)."""
+        line = self.lines.get(call_id)
+        if line is None or line.closed or not line.in_agi or line.bridged:
+            return None
+        join = _Join(channel, asyncio.get_running_loop().create_future())
+        line.request_bridge(join)
+        return await join.joined
+
     # ------------------------------------------------------------------ AMI events
 
     def _agi_start(self, m: Message) -> None:
         uid, channel = str(m.Uniqueid), str(m.Channel)
         if not uid or not channel:
             log.warning("asterisk: skipped an AsyncAGIStart without Uniqueid or Channel")
+        elif self.xfers.agi_start(uid, channel):
+            self.runtime.poke()
         elif (leg := self.legs.get(uid)) is not None:
             self._leg_answered(leg, channel)
         elif (line := self.lines.get(uid)) is not None:
@@ -154,7 +214,9 @@ class AsteriskTransport(AgentSide):
 
     def _hangup(self, m: Message) -> None:
         uid = str(m.Uniqueid)
-        if (leg := self.legs.get(uid)) is not None:
+        if self.xfers.hangup(uid):
+            self.runtime.poke()
+        elif (leg := self.legs.get(uid)) is not None:
             self._leg_gone(leg, f"hung up ({m.get('Cause-txt', '')})")
         elif (line := self.lines.get(uid)) is not None:
             self._end_line(line, "caller hung up")
@@ -172,7 +234,12 @@ class AsteriskTransport(AgentSide):
         self.runtime.poke()
 
     def _back_from_agent(self, line: Line) -> None:
-        """The bridge is over and the caller is back in AGI: the agent has left."""
+        """The bridge is over and the caller is back in AGI: the agent has left, or has moved
+        on to consult a transfer's target (or left while it rings): then the caller holds."""
+        view = self.center.transfers.view(line.call_id)
+        if view is not None and view.stage in ("ringing", "consulting"):
+            line.hold_for_transfer()
+            return
         agent = self.center.talking.get(line.call_id)
         if agent is not None:
             self.center.agent_left(self.now(), agent)
@@ -263,8 +330,10 @@ class AsteriskTransport(AgentSide):
                 self._leg_gone(leg, "gone while the AMI link was down")
             elif leg.state == "ringing" and str(m.Application) == "AGI":
                 self._leg_answered(leg, str(m.Channel))
+        for uid in [u for u in self.xfers.legs if u not in live]:
+            self.xfers.hangup(uid)  # a transfer's target gone meanwhile
         for uid, m in live.items():
-            if uid in self.lines or uid in self.legs or str(m.Application) != "AGI":
+            if uid in self.lines or uid in self.legs or uid in self.xfers.legs or str(m.Application) != "AGI":
                 continue
             if m.Context == self.agent_context:
                 self._spawn(self._hangup_channel(str(m.Channel)))

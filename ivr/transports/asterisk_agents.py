@@ -59,6 +59,7 @@ class AgentSide:
     lines: dict[str, Any]
     legs: dict[str, AgentLeg]
     by_agent: dict[str, AgentLeg]
+    xfers: Any  # ivr.transports.asterisk_transfer.AsteriskTransfers
     agent_context: str
     # and now(), _spawn(coro), _new_id(), as the transport defines them
 
@@ -97,6 +98,9 @@ class AgentSide:
     # ------------------------------------------------------------------ AMI events and actions
 
     def _originate_response(self, m: Message) -> None:
+        if self.xfers.originate_response(m):  # a transfer's target could not be rung
+            self.runtime.poke()
+            return
         leg = self.legs.get(str(m.ActionID).removeprefix("orig-"))
         if leg is not None and str(m.Response) != "Success":
             self._leg_failed(leg, FAILURES.get(str(m.Reason), "failed"))

@@ -122,6 +122,7 @@ class Line:
         self.music_live = False        # ...and no file has played over it since
         self.bridge_to: Any = None     # the agent leg to join, once answered
         self.bridged = False
+        self.transfer_hold = False      # the agent consults a colleague: music until the caller is joined
         self.callback_asked = False     # a waiting caller pressed 1: asked once, never again
         self.task: asyncio.Task[None] | None = None
 
@@ -144,7 +145,15 @@ class Line:
         self.owner.ami.fail_channel(self.channel, ChannelGone("the channel left AGI"))
 
     def request_bridge(self, leg: Any) -> None:
+        """Join ``leg`` (its ``target`` channel) once the running command is done. A leg with a
+        ``joined`` future (a transfer's join) learns the outcome there, and a refused join
+        leaves the caller on hold instead of ending the call."""
         self.bridge_to = leg
+        self.wake.set()
+
+    def hold_for_transfer(self) -> None:
+        """Back in AGI while the agent talks to a transfer's target: music until joined again."""
+        self.transfer_hold = True
         self.wake.set()
 
     def dtmf(self, key: str) -> None:
@@ -175,6 +184,9 @@ class Line:
             return
         self.closed = True
         self.gone.set()
+        joined = getattr(self.bridge_to, "joined", None)
+        if joined is not None and not joined.done():
+            joined.set_result(False)
         if self.task is not None and not self.task.done() and self.task is not asyncio.current_task():
             self.task.cancel()
 
@@ -192,7 +204,7 @@ class Line:
                 elif self.turns:
                     if await self._turn(self.turns.popleft()):
                         return
-                elif self.holding is not None:
+                elif self.holding is not None or self.transfer_hold:
                     await self._hold_step()
                 else:
                     self.wake.clear()
@@ -211,6 +223,7 @@ class Line:
     async def _turn(self, turn: list[Command]) -> bool:
         """Play one turn; True when the call is over (HANGUP sent)."""
         pending: list[_Step] = []
+        self.transfer_hold = False  # the flow goes on (a message for the target, say): hold no longer
         if self.holding is not None and turn and all(isinstance(c, Play) for c in turn) \
                 and self.offers_callback:  # a position prompt: then how to ask for a callback
             language = self.holding.language
@@ -344,7 +357,6 @@ class Line:
         return False
 
     async def _hold_step(self) -> None:
-        assert self.holding is not None
         if not self.music_live:
             await self._result(self._send(agi.music(True, self.owner.config.moh_class), 0))
             self.music = self.music_live = True
@@ -365,10 +377,15 @@ class Line:
             ok = await self.owner.bridge(self, leg)
         finally:
             self.bridge_to = None
+        joined = getattr(leg, "joined", None)
+        if joined is not None and not joined.done():
+            joined.set_result(ok)
         if not ok:
             self.bridged = False
+            if joined is not None:  # a transfer's join: the transfer is refused, the caller holds on
+                return False
             raise LineFailed("the agent could not be joined")
-        self.in_agi = False
+        self.in_agi = self.transfer_hold = False
         return True
 
     # ------------------------------------------------------------------ AGI plumbing

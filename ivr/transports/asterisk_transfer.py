@@ -33,8 +33,9 @@ sends them and turns AMI events into calls of the machine through ``report``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,8 @@ class TargetLeg:
     def handle(self) -> str:
         return self.channel or self.uniqueid
 
+    target = handle  # as an agent's leg names it (the transport's ``bridge``)
+
 
 def originate(leg: TargetLeg, action: tr.RingTarget, *, agent_context: str, transfer_context: str,
               caller_id: str | None) -> dict[str, str]:
@@ -87,6 +90,7 @@ def plan(actions: Sequence[tr.Action]) -> list[tr.Action]:
 
 
 Report = Callable[..., None]  # report(method, call_id, *args): a Transfers method by name
+JoinCaller = Callable[[str, str], Awaitable["bool | None"]]
 
 
 class AsteriskTransfers:
@@ -94,12 +98,24 @@ class AsteriskTransfers:
 
     ``channels(call_id)`` gives the caller's and the agent's current channel names (either
     may be None); ``report(method, call_id, *args)`` calls the transfer machine (through the
-    controller) with ``answered``, ``leg_failed`` or ``refused``.
+    controller) with ``answered``, ``leg_failed`` or ``refused``. ``join_caller(call_id,
+    channel)``, when given, joins a caller who waits in AGI (on hold) to ``channel`` through
+    the caller's line, so the music stops first: True/False (joined or not), or None when
+    the caller is not in AGI (then a plain ``Bridge`` moves it).
+
+    ``submit(action, caller_id)`` takes the machine's actions one by one, as the controller
+    hands them out: the actions of one turn (one run of the event loop) are carried out
+    together (``plan`` orders them), and turns one after another.
     """
 
     def __init__(self, ami: Any, *, agent_context: str, transfer_context: str, new_id: Callable[[], str],
-                 channels: Callable[[str], tuple[str | None, str | None]], report: Report):
+                 channels: Callable[[str], tuple[str | None, str | None]], report: Report,
+                 join_caller: JoinCaller | None = None):
         self.ami = ami
+        self.join_caller = join_caller
+        self._turn: list[tuple[tr.Action, str | None]] = []
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.agent_context = agent_context
         self.transfer_context = transfer_context
         self.new_id = new_id
@@ -109,6 +125,39 @@ class AsteriskTransfers:
         self.by_call: dict[str, TargetLeg] = {}    # call id -> the live leg
 
     # ------------------------------------------------------------------ machine -> AMI
+
+    def submit(self, action: tr.Action, caller_id: str | None = None) -> None:
+        """One action of the controller's turn; the turn is carried out once the controller is done."""
+        if not self._turn:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._turn.append((action, caller_id))
+
+    def _flush(self) -> None:
+        turn, self._turn = self._turn, []
+        caller_id = next((c for _a, c in turn if c), None)
+        task = asyncio.ensure_future(self._serial([a for a, _c in turn], caller_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serial(self, actions: list[tr.Action], caller_id: str | None) -> None:
+        async with self._lock:
+            try:
+                await self.carry_out(actions, caller_id)
+            except Exception:  # one call's transfer must not take the transport down
+                log.exception("asterisk: carrying out transfer actions %s failed", actions)
+
+    def cancel(self) -> None:
+        """Shutdown: what is still being carried out stops."""
+        self._turn.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def drain(self) -> None:
+        """Wait for the actions handed over so far (tests, shutdown)."""
+        while self._turn or self._tasks:
+            if self._turn:
+                self._flush()
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def carry_out(self, actions: Sequence[tr.Action], caller_id: str | None = None) -> None:
         for action in plan(actions):
@@ -122,13 +171,16 @@ class AsteriskTransfers:
                 case tr.Consult():
                     await self._bridge(action, self.channels(action.call_id)[1])
                 case tr.JoinTarget():
-                    await self._bridge(action, self.channels(action.call_id)[0])
+                    leg = self.by_call.get(action.call_id)
+                    if leg is None or leg.channel is None:
+                        self.report("refused", action.call_id, "JoinTarget: no channel to join")
+                    else:
+                        await self._join(action, leg.channel)
                 case tr.ReturnToAgent():
                     leg = self.by_call.get(action.call_id)
-                    caller, agent = self.channels(action.call_id)
-                    if leg is not None and leg.state == "answered" and caller and agent:
-                        await self._do(action, {"Action": "Bridge", "Channel1": caller, "Channel2": agent,
-                                                "Tone": "no"})
+                    agent = self.channels(action.call_id)[1]
+                    if leg is not None and leg.state == "answered" and agent:
+                        await self._join(action, agent)
                 case tr.DropTarget():
                     leg = self.by_call.pop(action.call_id, None)
                     if leg is not None and leg.state != "gone":
@@ -146,6 +198,21 @@ class AsteriskTransfers:
             return
         fields = {"Action": "Bridge", "Channel1": channel, "Channel2": leg.channel, "Tone": "no"}
         await self._do(action, fields)
+
+    async def _join(self, action: tr.Action, other: str) -> None:
+        """The caller joins ``other``: through its line when it waits in AGI, else a plain ``Bridge``."""
+        if self.join_caller is not None:
+            joined = await self.join_caller(action.call_id, other)
+            if joined is not None:
+                if not joined:
+                    self.report("refused", action.call_id, f"{type(action).__name__}: the caller could not "
+                                "be joined")
+                return
+        caller = self.channels(action.call_id)[0]
+        if not caller:
+            self.report("refused", action.call_id, f"{type(action).__name__}: the caller has no channel")
+            return
+        await self._do(action, {"Action": "Bridge", "Channel1": caller, "Channel2": other, "Tone": "no"})
 
     async def _do(self, action: tr.Action, fields: dict[str, str], *, report: bool = True) -> bool:
         """Send one action; a refusal or a lost link is reported as ``refused``."""

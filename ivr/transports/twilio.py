@@ -17,9 +17,12 @@ Position announcements wait for the next waitUrl round.
 Agent transfers (:mod:`ivr.transports.twilio_transfer`): a blind transfer to a person or
 a number puts the line in mode ``xfer``, whose document is ``<Dial>`` of the target (the
 REST redirect that delivers it ends the caller's ``<Dial>`` to the agent);
-``ReturnToAgent`` dials the agent again; a queue transfer is an ``Enqueue``. Attended
-transfers (a conference per call) are not wired yet: they are refused, so the call stays
-with the agent.
+``ReturnToAgent`` dials the agent again; a queue transfer is an ``Enqueue``. An attended
+transfer moves the call into a conference of its own (mode ``conf``:
+:class:`ivr.transports.twilio_transfer.ConferenceTransfers`): the agent's leg is
+redirected into it, the caller follows from its ``<Dial action>``, and the
+Participants API holds the caller, rings the colleague, and hands over. The transfer
+webhooks are in :mod:`ivr.transports.twilio_transfer_hooks`.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from ivr import transfers as tr
 from ivr.server import Runtime, is_loopback
 from ivr.transports import twiml
 from ivr.transports.twilio_rest import Rest, Sleep
-from ivr.transports.twilio_transfer import dial_target
+from ivr.transports.twilio_transfer import ConferenceTransfers, dial_target, join_conference
 from ivr.vocabulary import Command, Enqueue, Gather, Hangup, Play, Prompt, Record, Transfer
 from queues import CancelOffer, Offer
 
@@ -63,7 +66,7 @@ class Line:
     sid: str
     caller: str | None = None
     language: str = "sv"
-    mode: str = "flow"                  # flow | waiting | ringing | talking | xfer | ended
+    mode: str = "flow"                  # flow | waiting | ringing | talking | xfer | conf | ended
     plays: list[Prompt] = field(default_factory=list)   # before the next blocking verb
     flow_cmd: Command | None = None     # Gather | Record | Transfer | Hangup, in mode flow/ended
     flow_new: bool = False              # flow_cmd not rendered yet
@@ -71,6 +74,9 @@ class Line:
     ring_s: float = 20.0
     agent: str | None = None            # offered (ringing) or talking
     xfer: tuple[str, int, float] | None = None  # mode xfer: the target's endpoint, transfer n, ring s
+    agent_sid: str | None = None        # the agent's leg (its CallSid), once answered
+    called: str | None = None           # our number the caller dialled
+    conf: Any = None                    # mode conf: the attended transfer's conference (twilio_transfer.Conf)
     announce: list[Prompt] = field(default_factory=list)  # for the next waitUrl round
     step: int = 0                       # documents rendered; action URLs carry it
     physical: tuple[str, Any] = ("none", None)
@@ -88,6 +94,8 @@ class Line:
             return ("queue", self.queue)
         if self.mode == "xfer" and self.xfer is not None:
             return ("xfer", self.xfer[1])
+        if self.mode == "conf" and self.conf is not None:
+            return ("conf", self.conf.transfer)
         return (self.mode, None)
 
     def dirty(self) -> bool:
@@ -121,6 +129,8 @@ class TwilioTransport:
         self.tasks: set[asyncio.Task[None]] = set()
         self._ended: deque[str] = deque()
         self._current: str | None = None  # the call whose webhook is being handled
+        self.conferences = ConferenceTransfers(self, retries=rest.retries if rest else 0,
+                                               sleep=rest.sleep if rest else asyncio.sleep)
 
     # ------------------------------------------------------------------ the controller's side
 
@@ -202,7 +212,11 @@ class TwilioTransport:
                 line.mode, line.agent = "xfer", None
                 self._changed(line)
             case tr.RingTarget():
-                raise NotImplementedError("attended transfers are not wired on Twilio yet")
+                if self.rest is None:
+                    raise RuntimeError("no REST credentials: the agent's leg cannot be moved to a conference")
+                self.conferences.start(line, action)
+            case _ if self.conferences.act(line, action):
+                pass
             case tr.ReturnToAgent() if line.mode == "xfer":  # blind, not answered: the agent again
                 line.mode, line.agent, line.xfer = "talking", action.agent, None
                 self._changed(line)
@@ -211,6 +225,27 @@ class TwilioTransport:
                 # action (back to the agent, the message) or the caller's hang-up moves the
                 # line. ToMessage: the flow's next step comes through send().
                 pass
+
+    # ------------------------------------------------------------------ for the conference transfers
+
+    def rest_client(self) -> Any:
+        assert self.rest is not None
+        return self.rest.client()
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def report(self, call_sid: str, method: str, *args: Any) -> None:
+        """What Twilio said about a transfer's leg, to the machine (outside any webhook: what
+        changes for the caller goes out by REST)."""
+        self.runtime.center.transfer_event(self.runtime.now(), call_sid, method, *args)
+        self.runtime.poke()
+
+    def from_number(self, line: Line) -> str:
+        """Whom the colleague's phone shows: the configured caller id, else our number."""
+        return self.style.caller_id or line.called or "ivr"
 
     # ------------------------------------------------------------------ lines
 
@@ -261,6 +296,8 @@ class TwilioTransport:
             endpoint, n, ring_s = line.xfer
             doc = dial_target(endpoint, call_sid=line.sid, transfer=n, ring_s=ring_s, base=base,
                               style=self.style)
+        elif line.mode == "conf" and line.conf is not None:
+            doc = join_conference(line.sid, "caller", base=base, style=self.style)
         else:  # the flow's step again (after new prompts, it is asked anew)
             cmd = line.flow_cmd or (Hangup() if line.mode == "ended" else None)
             doc = twiml.flow(plays, cmd, base=base, step=line.step, style=self.style)
@@ -350,7 +387,7 @@ def install(app: web.Application, runtime: Runtime, *, demo: bool, http_client: 
             sleep: Sleep = asyncio.sleep) -> TwilioTransport:
     """``setup`` with the REST side injectable: ``http_client`` (a ``twilio.http.HttpClient``)
     and the ``sleep`` between retries."""
-    from ivr.transports.twilio_webhooks import Webhooks
+    from ivr.transports.twilio_transfer_hooks import TransferWebhooks
 
     settings = runtime.settings
     t = settings.twilio
@@ -376,7 +413,7 @@ def install(app: web.Application, runtime: Runtime, *, demo: bool, http_client: 
         log.warning("twilio: demo mode: webhook signatures are NOT checked (loopback only)")
     transport = TwilioTransport(runtime, rest=rest, validator=validator, demo=demo)
     app[TWILIO] = transport
-    Webhooks(transport).routes(app)
+    TransferWebhooks(transport).routes(app)
     app.router.add_get("/recordings/{name:.+}", recordings_route(settings.recordings_dir))
     runtime.router.add("twilio", transport)
     runtime.on_close(transport.close)

@@ -50,6 +50,10 @@ class Rest:
         self._client: Client | None = None
         self.failures = 0  # attempts that failed, for /metrics and tests
 
+    def client(self) -> Client:
+        """The ``twilio.rest.Client`` (transfers use its Participants API)."""
+        return self._get_client()
+
     def _get_client(self) -> Client:
         if self._client is None:
             if self._http is None:  # made on first use: aiohttp wants a running loop

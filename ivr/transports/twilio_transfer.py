@@ -31,11 +31,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from twilio.base.exceptions import TwilioRestException
 from twilio.twiml.voice_response import VoiceResponse
 
+from ivr import transfers as tr
 from ivr.transports.twilio_rest import retryable
 from ivr.transports.twiml import Style, recording_url, url
 
@@ -115,6 +117,7 @@ class TransferRest:
                                 **fields)
 
     async def remove(self, conference_sid: str, role: str) -> str | None:
+        """The participant leaves (a colleague still ringing: the call is cancelled)."""
         return await self._call(f"remove {role} from {conference_sid}",
                                 lambda: self.client.conferences(conference_sid).participants(role), "delete")
 
@@ -142,3 +145,128 @@ class TransferRest:
                 log.error("twilio REST: %s refused: %s", what, detail)
                 return f"{what}: {detail}"
         return f"{what}: gave up"
+
+
+# --------------------------------------------------------------------------- attended, on the line
+
+
+@dataclass
+class Conf:
+    """An attended transfer's conference, as the caller's line knows it."""
+
+    transfer: int
+    endpoint: str                 # the colleague: +46..., client:name, sip:...
+    ring_s: float
+    sid: str | None = None        # ConferenceSid, from the caller's participant-join
+    caller_in: bool = False       # the caller has joined
+    colleague: str = "none"       # none | ringing | answered | gone
+    dropped: bool = False         # DropTarget before the colleague was added
+    later: list[tuple[Any, ...]] = field(default_factory=list)  # steps waiting for the conference SID
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class ConferenceTransfers:
+    """Attended transfers on the Twilio line: the machine's actions as REST calls on the
+    call's conference, and what the conference reports back (see the module's doc).
+
+    ``owner`` is the transport: ``rest_client()`` (a ``twilio.rest.Client``), ``base``,
+    ``style``, ``spawn(coro)``, ``report(call_sid, method, *args)`` (the machine, through
+    the controller) and ``from_number(line)`` (whom the colleague's phone shows)."""
+
+    def __init__(self, owner: Any, *, retries: int = 4, sleep: Sleep = asyncio.sleep):
+        self.owner = owner
+        self.retries, self.sleep = retries, sleep
+        self._rest: TransferRest | None = None
+
+    @property
+    def rest(self) -> TransferRest:
+        if self._rest is None:
+            self._rest = TransferRest(self.owner.rest_client(), retries=self.retries, sleep=self.sleep)
+        return self._rest
+
+    # ------------------------------------------------------------------ machine -> Twilio
+
+    def start(self, line: Any, action: tr.RingTarget) -> None:
+        """The agent's leg moves into the conference; the caller follows from its ``<Dial action>``."""
+        if line.agent_sid is None or line.mode != "talking":
+            raise RuntimeError("the agent's leg is not known (not answered through /twilio/agent-answer)")
+        line.conf = Conf(action.transfer, action.target.endpoint or "", action.timeout_s)
+        line.mode = "conf"  # reached through the caller's <Dial action>, never by a redirect of the caller
+        to = url(self.owner.base, "xfer-join", call=line.sid, role="agent")
+        self.owner.spawn(self._first(line, line.conf, to))
+
+    async def _first(self, line: Any, conf: Conf, to: str) -> None:
+        refused = await self.rest.redirect(line.agent_sid, to)
+        if refused is not None and line.conf is conf:
+            line.conf, line.mode = None, "talking"  # nothing moved: the call stays with the agent
+            self.owner.report(line.sid, "refused", refused)
+
+    def act(self, line: Any, action: tr.Action) -> bool:
+        """An action for a line in a conference transfer; False when it is not one."""
+        conf = line.conf
+        if conf is None:
+            return False
+        match action:
+            case tr.Consult():
+                pass  # the agent and the colleague already hear each other; the caller is on hold
+            case tr.JoinTarget():
+                self._steps(line, conf, ("update", "colleague", {"end_conference_on_exit": True}),
+                            ("remove", "agent"), ("update", "caller", {"hold": False}))
+            case tr.DropTarget():
+                if conf.colleague in ("ringing", "answered"):
+                    conf.colleague = "gone"
+                    self._steps(line, conf, ("remove", "colleague"), report=False)
+                else:
+                    conf.dropped = True
+            case tr.ReturnToAgent():
+                steps: list[tuple[Any, ...]] = [("update", "agent", {"end_conference_on_exit": True})]
+                if conf.caller_in:
+                    steps.insert(0, ("update", "caller", {"hold": False}))
+                self._steps(line, conf, *steps, report=False)
+                conf.dropped = True
+            case _:
+                return False
+        return True
+
+    def _steps(self, line: Any, conf: Conf, *steps: tuple[Any, ...], report: bool = True) -> None:
+        if conf.sid is None:  # the caller has not joined yet: done once it has
+            conf.later += [(*step, report) for step in steps]
+            return
+        self.owner.spawn(self._run(line, conf, [(*step, report) for step in steps]))
+
+    async def _run(self, line: Any, conf: Conf, steps: list[tuple[Any, ...]]) -> None:
+        async with conf.lock:
+            assert conf.sid is not None
+            for verb, role, *rest in steps:
+                fields, report = (rest[0], rest[1]) if len(rest) == 2 else ({}, rest[0])
+                if verb == "update":
+                    refused = await self.rest.update(conf.sid, role, **fields)
+                elif verb == "remove":
+                    refused = await self.rest.remove(conf.sid, role)
+                else:
+                    refused = await self.rest.add_colleague(
+                        conf.sid, to=conf.endpoint, from_=self.owner.from_number(line), ring_s=conf.ring_s,
+                        status_callback=url(self.owner.base, "xfer-participant", call=line.sid,
+                                            n=conf.transfer))
+                if refused is not None and report:
+                    self.owner.report(line.sid, "refused", refused)
+                    return
+
+    # ------------------------------------------------------------------ Twilio -> machine
+
+    def caller_joined(self, line: Any, conference_sid: str) -> None:
+        """The caller's participant-join: hold it and ring the colleague (unless it is all over)."""
+        conf = line.conf
+        if conf is None or conf.caller_in:
+            return
+        conf.sid, conf.caller_in = conference_sid, True
+        steps: list[tuple[Any, ...]] = []
+        if not conf.dropped:
+            hold = recording_url(self.owner.base, self.owner.style.hold_music) \
+                if self.owner.style.hold_music else None
+            steps += [("update", "caller", {"hold": True, **({"hold_url": hold} if hold else {})}, True),
+                      ("add", "colleague", {}, True)]
+            conf.colleague = "ringing"
+        steps += conf.later
+        conf.later = []
+        self.owner.spawn(self._run(line, conf, steps))

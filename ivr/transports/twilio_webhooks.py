@@ -133,10 +133,18 @@ class Webhooks:
             ("wait", self.wait), ("wait-key", self.wait_key), ("queue-exit", self.queue_exit),
             ("resume", self.resume), ("dial-result", self.dial_result),
             ("agent-answer", self.agent_answer), ("transfer-result", self.transfer_result),
-            ("xfer-answer", self.xfer_answer), ("xfer-result", self.xfer_result),
             ("status", self.status), ("recording-status", self.recording_status),
+            *self.more_routes(),
         ):
             r.add_post(f"/twilio/{path}", handler)
+
+    def more_routes(self) -> list[tuple[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]]:
+        """Routes a subclass adds (the transfers: ``twilio_transfer_hooks``)."""
+        return []
+
+    def dial_ended_in_transfer(self, line: Line, hook: Hook) -> str | None:
+        """The agent's ``<Dial>`` ended because a transfer moved the call: the answer, else None."""
+        return None
 
     # ------------------------------------------------------------------ the door
 
@@ -214,6 +222,7 @@ class Webhooks:
             return _reply(line.replies.get(hook.fingerprint) or line.last or twiml.sorry(self.t.style))
         caller = hook.params.get("From") or None
         line = self.t.open(hook.sid, caller)
+        line.called = hook.params.get("To") or None
         with self.t.handling(hook.sid):
             self.center.start_call(self.runtime.now(), hook.sid, caller, hook.params.get("To") or None,
                                    "twilio")
@@ -365,6 +374,7 @@ class Webhooks:
             return _reply(twiml.refuse_agent(self.t.style))
         if (seen := line.replies.get(hook.fingerprint)) is not None:
             return _reply(seen)
+        line.agent_sid = hook.params.get("CallSid") or line.agent_sid  # the agent's leg: for transfers
         if line.mode == "ringing":
             with self.t.handling(hook.sid):
                 try:
@@ -391,6 +401,8 @@ class Webhooks:
         if hook.params.get("CallStatus") in ENDED:  # the caller hung up
             self._hang_up(line)
             return self._done(line, hook, twiml.empty())
+        if (doc := self.dial_ended_in_transfer(line, hook)) is not None:
+            return self._done(line, hook, doc)
         if line.closed or line.agent != agent or line.mode not in ("ringing", "talking") or step != line.step:
             log.info("twilio: call %s: stale dial result %s for agent %s; nothing recorded",
                      hook.sid, status, agent)
@@ -408,67 +420,6 @@ class Webhooks:
                 log.warning("twilio: call %s: dialling agent %s ended %s", hook.sid, agent, status)
             if line.agent == agent and line.mode == "ringing":
                 line.mode, line.agent = "waiting", None  # back to waiting while the engine decides
-        return self._done(line, hook, self.t.current_doc(line, hook.base))
-
-    # ------------------------------------------------------------------ agent transfers
-
-    @staticmethod
-    def _transfer_n(hook: Hook) -> int:
-        value = hook.query.get("n", "")
-        if not value.isdigit():
-            raise Reject(400, f"bad request: query parameter n: expected a number, got {value[:20]!r}")
-        return int(value)
-
-    @staticmethod
-    def _ringing(line: Line | None, n: int) -> bool:
-        return line is not None and not line.closed and line.mode == "xfer" and line.xfer is not None \
-            and line.xfer[1] == n
-
-    @_guarded
-    async def xfer_answer(self, request: web.Request) -> web.StreamResponse:
-        """The ``url`` of a blind transfer's ``<Number>``/``<Client>``: the target picked up
-        (this runs on the target's leg; its answer connects them to the caller)."""
-        hook = await self._enter(request, sid_param="call")
-        n = self._transfer_n(hook)
-        line = self._line(hook)
-        if line is None or not self._ringing(line, n):
-            log.info("twilio: call %s: transfer %d answered too late; the target is let go", hook.sid, n)
-            return _reply(HANG_UP)
-        if (seen := line.replies.get(hook.fingerprint)) is not None:
-            return _reply(seen)
-        # not inside handling(): whatever changes the caller's line goes out by REST
-        self.center.transfer_event(self.runtime.now(), hook.sid, "answered")
-        self.runtime.poke()
-        line.remember(hook.fingerprint, twiml.empty())
-        return _reply(twiml.empty())
-
-    @_guarded
-    async def xfer_result(self, request: web.Request) -> web.StreamResponse:
-        """``<Dial action>`` of a blind transfer: the target's leg is over, or never answered."""
-        hook = await self._enter(request)
-        n, status = self._transfer_n(hook), self._dial_status(hook)
-        line = self._line(hook)
-        if line is None:
-            return _reply(twiml.sorry(self.t.style))
-        if (seen := line.replies.get(hook.fingerprint)) is not None:
-            return _reply(seen)
-        if hook.params.get("CallStatus") in ENDED:  # the caller hung up
-            self._hang_up(line)
-            return self._done(line, hook, twiml.empty())
-        if not self._ringing(line, n):
-            log.info("twilio: call %s: stale result %s of transfer %d", hook.sid, status, n)
-            return self._done(line, hook, self.t.current_doc(line, hook.base))
-        now = self.runtime.now()
-        with self.t.handling(hook.sid):
-            if status in ("completed", "answered"):  # talked, then the target hung up: the flow goes on
-                self.center.transfer_event(now, hook.sid, "leg_ended", "hangup")
-            else:
-                reason = {"busy": "busy", "no-answer": "no-answer"}.get(status, "failed")
-                self.center.transfer_event(now, hook.sid, "leg_failed", reason, f"DialCallStatus {status}")
-        if self._ringing(line, n):  # the controller moved nothing: the call cannot stay in a dead <Dial>
-            log.error("twilio: call %s: transfer %d ended %s with nothing next; hanging up", hook.sid, n,
-                      status)
-            self._hang_up(line)
         return self._done(line, hook, self.t.current_doc(line, hook.base))
 
     # ------------------------------------------------------------------ callbacks

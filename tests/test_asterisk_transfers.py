@@ -1,0 +1,166 @@
+"""Agent transfers over the Asterisk transport, whole calls against the fake Asterisk
+(``tests/ami_peer.py``, its ``Bridge`` moving an already bridged channel as Asterisk does):
+menu -> queue -> agent -> blind or attended transfer -> the target's leg -> the survey."""
+
+from __future__ import annotations
+
+from ivr import transfers as tr
+
+from .ami_peer import AmiPeer
+from .asterisk_harness import (  # noqa: F401 (fixtures)
+    T0,
+    Harness,
+    agi,
+    harness_fixture,
+    peer_fixture,
+    recordings_fixture,
+    until,
+)
+
+CALLER = "+46701234567"
+ASA = tr.Target("directory", "asa-oberg", "PJSIP/1234", "Åsa Öberg", ("bygglov",))
+XFER = ["transfer_started", "leg_answered", "leg_ended", "transfer_completed", "transfer_failed",
+        "transfer_cancelled"]
+
+
+async def talking(h: Harness, peer: AmiPeer, uid: str) -> tuple[str, str]:
+    """Menu 1 -> barn-utbildning -> anna answers after 10 s and is bridged with the caller.
+    The target's phone (PJSIP/1234) rings until the test answers it. (agent uniqueid, agent channel)"""
+    h.center.agent(T0, "anna", "login")
+    peer.agents["PJSIP/1001"] = "manual"
+    peer.agents["PJSIP/1234"] = "manual"
+    peer.call(uid, caller=CALLER, keys="1")
+    leg = (await peer.wait_for("Originate", Channel="PJSIP/1001"))["ChannelId"]
+    h.clock.advance(10)
+    peer.answer(leg)
+    await peer.wait_for("Bridge", Channel2=peer.names[leg])
+    assert h.center.talking == {uid: "anna"}
+    return leg, peer.names[leg]
+
+
+async def ring(h: Harness, peer: AmiPeer, uid: str, kind: str) -> str:
+    """anna transfers 30 s into the talk; the target's phone rings: its uniqueid."""
+    h.center.transfer(h.clock.advance(30), "anna", uid, kind, ASA)
+    originate = await peer.wait_for("Originate", Channel="PJSIP/1234")
+    assert originate["Context"] == "ivr-agent" and originate["CallerID"] == f'"barn-utbildning" <{CALLER}>'
+    return originate["ChannelId"]
+
+
+def transfer_kinds(h: Harness, uid: str) -> list[str]:
+    return [k for k in h.kinds(uid) if k in XFER]
+
+
+async def survey_and_goodbye(h: Harness, peer: AmiPeer, uid: str) -> None:
+    """The caller, back in AGI after the last bridge, answers the survey "yes" and is let go."""
+    peer.press(uid, "1")
+    await until(lambda: uid not in peer.channels, what="the caller's hang-up after the survey")
+    assert h.row(uid)["survey"] is not None
+
+
+async def test_blind_transfer_to_a_person_whole_call_over_the_ami(h, peer):
+    uid = "1764577800.301"
+    agent_uid, agent_chan = await talking(h, peer, uid)
+    target = await ring(h, peer, uid, "blind")
+    assert h.center.transfer_state(uid)["state"] == "ringing"
+    assert h.center.talking == {uid: "anna"}  # the caller and anna still talk while it rings
+
+    h.clock.advance(8)
+    peer.answer(target)
+    join = await peer.wait_for("Bridge", 2)
+    assert (join["Channel1"], join["Channel2"]) == (peer.names[uid], peer.names[target])
+    await until(lambda: agent_uid not in peer.channels, what="anna's leg, left alone, to hang up")
+    assert h.center.queues.agent_state("anna") == "wrapup" and h.center.talking == {}
+    assert h.center.transfer_state(uid)["state"] == "completed"
+
+    h.clock.advance(120)
+    peer.hangup(target)  # Åsa is done: the caller goes on in [ivr] (the survey)
+    await survey_and_goodbye(h, peer, uid)
+    assert transfer_kinds(h, uid) == ["transfer_started", "leg_answered", "transfer_completed", "leg_ended"]
+    answered, ended = h.events(uid, "leg_answered")[0], h.events(uid, "leg_ended")[0]
+    assert (answered["data"]["by"], answered["data"]["ring_s"]) == ("asa-oberg", 8)
+    assert ended["data"]["talk_s"] == 120
+    row = h.row(uid)
+    assert (row["agent"], row["queue"], row["status"]) == ("anna", "barn-utbildning", "ended")
+    assert agent_chan not in [a.get("Channel") for a in peer.seen("Hangup")]  # the dissolved bridge did
+
+
+async def test_attended_transfer_consults_with_the_caller_on_hold_then_completes(h, peer):
+    uid = "1764577800.302"
+    agent_uid, agent_chan = await talking(h, peer, uid)
+    target = await ring(h, peer, uid, "attended")
+    h.clock.advance(5)
+    peer.answer(target)
+    consult = await peer.wait_for("Bridge", 2)
+    assert (consult["Channel1"], consult["Channel2"]) == (agent_chan, peer.names[target])
+    # the caller, left alone, is back in AGI: music (not the agent_left path: no survey yet)
+    await peer.wait_for("AGI", 2, Channel=peer.names[uid], Command="SET MUSIC ON")
+    assert h.center.transfer_state(uid)["state"] == "consulting" and h.center.talking == {uid: "anna"}
+    assert not h.events(uid, "survey")
+
+    h.center.agent(h.clock.advance(40), "anna", "transfer_complete")
+    join = await peer.wait_for("Bridge", 3)
+    assert (join["Channel1"], join["Channel2"]) == (peer.names[uid], peer.names[target])
+    commands = agi(peer, uid)
+    assert commands[-1] == "SET MUSIC OFF"  # before the bridge: Åsa does not hear the hold music
+    await until(lambda: agent_uid not in peer.channels, what="anna's leg, left alone, to hang up")
+    assert h.center.queues.agent_state("anna") == "wrapup"
+
+    h.clock.advance(60)
+    peer.hangup(target)
+    await survey_and_goodbye(h, peer, uid)
+    assert transfer_kinds(h, uid) == ["transfer_started", "leg_answered", "transfer_completed", "leg_ended"]
+    completed = h.events(uid, "transfer_completed")[0]["data"]
+    assert (completed["kind"], completed["consult_s"]) == ("attended", 40)
+    assert h.events(uid, "leg_ended")[0]["data"]["talk_s"] == 100  # consultation and talk with the caller
+
+
+async def test_attended_transfer_cancelled_brings_the_caller_back_to_the_agent(h, peer):
+    uid = "1764577800.303"
+    agent_uid, agent_chan = await talking(h, peer, uid)
+    target = await ring(h, peer, uid, "attended")
+    peer.answer(target)
+    await peer.wait_for("Bridge", 2)  # anna consults Åsa
+    await peer.wait_for("AGI", 2, Channel=peer.names[uid], Command="SET MUSIC ON")  # the queue's, then this
+
+    h.center.agent(h.clock.advance(20), "anna", "transfer_cancel")
+    back = await peer.wait_for("Bridge", 3)
+    assert (back["Channel1"], back["Channel2"]) == (peer.names[uid], agent_chan)
+    await until(lambda: target not in peer.channels, what="Åsa's leg to end")
+    assert h.center.talking == {uid: "anna"} and h.center.queues.agent_state("anna") == "talking"
+    assert h.center.transfer_state(uid)["state"] == "cancelled"
+
+    h.clock.advance(30)
+    peer.hangup(agent_uid)  # anna finishes the call as usual: the survey follows
+    await survey_and_goodbye(h, peer, uid)
+    assert transfer_kinds(h, uid) == ["transfer_started", "leg_answered", "leg_ended", "transfer_cancelled"]
+    assert h.events(uid, "leg_ended")[0]["data"]["reason"] == "cancelled"
+    assert h.row(uid)["talk_s"] == 80  # anna's own talk: answer to hang-up, the consultation included
+
+
+async def test_a_colleague_who_does_not_answer_leaves_the_caller_with_the_agent(h, peer):
+    uid = "1764577800.304"
+    agent_uid, _agent_chan = await talking(h, peer, uid)
+    target = await ring(h, peer, uid, "attended")
+    h.center.tick(h.clock.advance(24))
+    assert h.center.transfer_state(uid)["state"] == "ringing"
+    h.center.tick(h.clock.advance(1))  # the ring timeout (25 s): the machine decides
+    await peer.wait_for("Hangup", Channel=target)
+    await until(lambda: target not in peer.channels, what="the ringing phone to stop")
+    failed = h.events(uid, "transfer_failed")[0]["data"]
+    assert (failed["reason"], failed["fallback"]) == ("no-answer", "agent")
+    assert len(peer.seen("Bridge")) == 1 and h.center.talking == {uid: "anna"}  # nothing moved
+
+    peer.hangup(agent_uid)
+    await survey_and_goodbye(h, peer, uid)
+    assert transfer_kinds(h, uid) == ["transfer_started", "transfer_failed"]
+
+
+async def test_a_busy_target_of_a_blind_transfer_refused_by_asterisk_keeps_the_call(h, peer):
+    uid = "1764577800.305"
+    await talking(h, peer, uid)
+    peer.agents["PJSIP/1234"] = "busy"
+    h.center.transfer(h.clock.advance(30), "anna", uid, "blind", ASA)
+    await until(lambda: h.center.transfer_state(uid)["state"] == "failed", what="the busy target")
+    failed = h.events(uid, "transfer_failed")[0]["data"]
+    assert (failed["reason"], failed["fallback"]) == ("busy", "agent")
+    assert h.center.talking == {uid: "anna"} and len(peer.seen("Bridge")) == 1
