@@ -188,7 +188,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     result = metrics.compute(
         db, date_from, date_to, queue=args.queue, service_level_s=kpi.service_level_s,
         short_abandon_s=kpi.short_abandon_s, abandons_in_service_level=kpi.abandons_in_service_level,
-        repeat_window_days=settings.privacy.repeat_window_days, as_of=datetime.now(UTC))
+        repeat_window_days=settings.privacy.repeat_window_days, as_of=datetime.now(UTC),
+        misroute_window_s=settings.transfers.misroute_window_s)
     text = report.render(result, args.format)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

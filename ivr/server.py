@@ -30,6 +30,7 @@ from ivr.controller import ContactCenter, Transport
 from ivr.flow import Flow
 from ivr.flowcheck import FlowContext, load_flow
 from ivr.hours import STOCKHOLM
+from ivr.transfers import Transfers
 from ivr.vocabulary import Command
 from queues import AgentConfig, CancelOffer, Offer, QueueConfig, QueueEngine
 
@@ -139,7 +140,8 @@ class Runtime:
             {aid: AgentConfig.from_settings(a) for aid, a in settings.agents.items()})
         self.router = Router()
         self.center = ContactCenter(self.flow, self.queues, schedules=settings.hours, board=self.board,
-                                    sink=sink, transport=self.router)
+                                    sink=sink, transport=self.router,
+                                    transfers=Transfers(settings.transfers.policy()))
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []

@@ -58,3 +58,11 @@ def test_bad_transfer_settings_are_named_each_with_where(tmp_path):
         'config.toml: transfers.blocked_prefixes: expected an array of non-empty strings, got "+46900"',
         'config.toml: transfers.allowed_prefixes[0]: expected a number prefix such as "+46", got "46"',
     ]
+
+
+def test_the_server_runs_transfers_with_the_configured_policy(tmp_path):
+    from ivr.server import Runtime
+
+    settings = load_settings(ROOT / "config.toml", env={}, overrides={"transfers.ring_timeout_s": 40})
+    runtime = Runtime(settings, sink=None, timers=False)
+    assert runtime.center.transfers.policy.ring_timeout_s == 40
