@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 from ivr.transfer_report import transfer_report
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
-SCHEMA_VERSION = 4  # of the event log this module reads (ivr.store.SCHEMA_VERSION)
+SCHEMA_VERSION = 5  # of the event log this module reads (ivr.store.SCHEMA_VERSION)
 
 KPI_NAMES = (
     "calls", "offered", "answered", "abandoned", "short_abandoned", "overflowed", "closed",
@@ -288,7 +288,7 @@ def compute(
 # --------------------------------------------------------------------------- transfers
 
 TRANSFER_NAMES = ("transfers", "to_queue", "to_directory", "to_number", "attended", "failed", "misroutes")
-_TRANSFER_CALLS = """SELECT DISTINCT call_id FROM events INDEXED BY events_at WHERE at >= :start
+_TRANSFER_CALLS = """SELECT DISTINCT call_id FROM events INDEXED BY events_transfers WHERE at >= :start
 AND at < :end AND kind IN ('transfer_started', 'queue_transferred')"""
 _TRANSFER_EVENTS = """SELECT call_id, seq, at, kind, node, data FROM events WHERE call_id = :call_id
 ORDER BY seq"""

@@ -42,7 +42,7 @@ from ivr.vocabulary import Trace
 log = logging.getLogger(__name__)
 summarize = summary.summarize  # the calls row of one call (kept here for callers)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BATCH_MAX = 500  # queue items drained after the first one, per transaction
 CALLER_CACHE = 4096  # numbers whose hash and mask are remembered (live calls; personal data, bounded)
 BUSY_TIMEOUT_MS = 5000
@@ -115,6 +115,13 @@ _V4 = (
     "CREATE INDEX message_events_message ON message_events (message_id)",
     """CREATE TRIGGER message_events_append_only BEFORE UPDATE ON message_events
     BEGIN SELECT RAISE(ABORT, 'message events are append-only'); END""",
+)
+
+_V5 = (
+    # The calls with a transfer in a period, for the report, without reading every event
+    # of the period (a partial index: only transfer events are in it).
+    """CREATE INDEX events_transfers ON events (at, call_id)
+    WHERE kind IN ('transfer_started', 'queue_transferred')""",
 )
 
 _Row = tuple[str, int, str, str, str | None, str]  # call_id, seq, at, kind, node, data
@@ -211,10 +218,11 @@ def migrate(db: sqlite_utils.Database) -> int:
         if found == 0 and db.table_names():
             raise StoreError(f"not an event log: no schema version, but {db.table_names()}")
         statements = ((_V1 if found == 0 else ()) + (_V2 if found <= 1 else ())
-                      + (_V3 if found <= 2 else ()) + _V4)
+                      + (_V3 if found <= 2 else ()) + (_V4 if found <= 3 else ()) + _V5)
         for statement in statements:
             conn.execute(statement)
-        summary.summarize_all(conn)  # the new columns, and late events schema 2 left out
+        if found <= 3:  # the new columns, and late events schema 2 left out (5 adds an index)
+            summary.summarize_all(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return found
 

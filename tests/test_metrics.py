@@ -314,7 +314,7 @@ def test_bad_input_is_refused_with_a_reason(db: Path, tmp_path: Path) -> None:
         compute(tmp_path / "missing.db", DAY, DAY, as_of=LATER)
     old = tmp_path / "v2.db"
     sqlite3.connect(old).execute("PRAGMA user_version = 2").connection.close()
-    with pytest.raises(MetricsError, match="schema 2, reports need 4"):
+    with pytest.raises(MetricsError, match="schema 2, reports need 5"):
         compute(old, DAY, DAY, as_of=LATER)
 
 

@@ -14,7 +14,7 @@ import sqlite_utils
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr import store
+from ivr import metrics, store
 from ivr.privacy import caller_hash
 from ivr.store import SCHEMA_VERSION, EventLog, StoreError, migrate, summarize
 from ivr.summary import QUEUE_KINDS
@@ -92,7 +92,7 @@ def test_open_creates_a_wal_database_at_the_current_schema(log: EventLog, db_pat
     assert log.db_path == db_path and db_path.exists()
     conn = raw_db(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {"events", "calls", "agent_events", "notes", "raw_numbers", "purges",
                       "messages", "message_events"}
@@ -383,7 +383,7 @@ def test_a_version_1_database_is_migrated_and_backfilled(db_path: Path) -> None:
     event_log = EventLog.open(db_path, hash_key=KEY)
     try:
         conn = raw_db(db_path)
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
         assert conn.execute("SELECT * FROM events ORDER BY id").fetchall() == old_rows
         ended, live = event_log.call("v1-a"), event_log.call("v1-b")
         assert ended is not None and live is not None
@@ -411,7 +411,7 @@ def test_a_version_2_database_is_migrated_and_its_summaries_rebuilt(db_path: Pat
     assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 4
     event_log = EventLog.open(db_path, hash_key=KEY)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
         assert conn.execute("SELECT * FROM events ORDER BY id").fetchall() == old_rows
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert {"calls_report", "calls_repeat", "agent_events_hour"} <= indexes
@@ -469,7 +469,7 @@ def test_a_version_3_database_gets_messages_and_the_handed_off_flag(db_path: Pat
     assert "handed_off" not in {r[1] for r in conn.execute("PRAGMA table_info(calls)")}
     event_log = EventLog.open(db_path, hash_key=KEY)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
         assert conn.execute("SELECT * FROM events ORDER BY id").fetchall() == old_events
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"messages", "message_events"} <= tables
@@ -518,7 +518,7 @@ def test_submitted_writes_run_in_order_with_the_events_and_report_their_errors(l
 def test_migrate_reports_the_version_it_found(tmp_path: Path) -> None:
     with sqlite_utils.Database(tmp_path / "fresh.db") as db:
         assert migrate(db) == 0
-        assert migrate(db) == 4
+        assert migrate(db) == 5
     build_v1(tmp_path / "old.db")
     with sqlite_utils.Database(tmp_path / "old.db") as db:
         assert migrate(db) == 1
@@ -527,9 +527,9 @@ def test_migrate_reports_the_version_it_found(tmp_path: Path) -> None:
 
 def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
-    raw_db(path).execute("PRAGMA user_version = 5")
-    with pytest.raises(StoreError, match=r"written by a newer version \(schema 5\); "
-                       r"this program knows up to 4"):  # fmt: skip
+    raw_db(path).execute("PRAGMA user_version = 6")
+    with pytest.raises(StoreError, match=r"written by a newer version \(schema 6\); "
+                       r"this program knows up to 5"):  # fmt: skip
         EventLog.open(path, hash_key=KEY)
 
 
@@ -644,3 +644,23 @@ def test_random_traces_come_back_equal(shared_log: EventLog, generated: list[Tra
     ]
     if any(t.kind in ("call_started", "call_ended") for t in generated):
         assert shared_log.call(call_id) == summarize(call_id, stored)
+
+
+def test_a_version_4_database_gets_the_transfer_index_without_resummarizing(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    log = EventLog.open(db_path, hash_key=KEY)
+    log.append("c4", Trace(T0, "call_started", None, {"caller": "0701234567"}))
+    log.close()
+    with sqlite_utils.Database(db_path) as db:
+        db.conn.execute("DROP INDEX events_transfers")
+        db.conn.execute("UPDATE calls SET path = '[\"kept\"]'")  # a resummarize would overwrite it
+        db.conn.execute("PRAGMA user_version = 4")
+        db.conn.commit()
+    with sqlite_utils.Database(db_path) as db:
+        assert migrate(db) == 4
+        assert db.conn.execute("SELECT path FROM calls").fetchall() == [('["kept"]',)]
+        indexes = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "events_transfers" in indexes
+        plan = " ".join(str(r) for r in db.conn.execute(
+            "EXPLAIN QUERY PLAN " + metrics._TRANSFER_CALLS, {"start": "2026", "end": "2027"}))
+        assert "events_transfers" in plan
