@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,40 @@ def ctx() -> FlowContext:
         slots={"storning": frozenset({"sv", "en"})},
         recordings_dir=FIXTURES / "recordings",
     )
+
+
+# ----------------------------------------------------------------- the server's tests
+
+T0 = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)  # a Tuesday, 09:30 in Stockholm: open
+HASH_KEY = b"api-test-hash-key-0123456"
+
+
+class ManualClock:
+    """The server's clock in tests: moves only when told."""
+
+    def __init__(self, now: datetime):
+        self.value = now
+
+    def now(self) -> datetime:
+        return self.value
+
+    def advance(self, **kw: float) -> datetime:
+        self.value += timedelta(**kw)
+        return self.value
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def runtime(tmp_path, clock):
+    """A server runtime on the shipped config.toml, a real event log and the manual clock."""
+    from ivr.config import load_settings
+    from ivr.server import Runtime
+    from ivr.store import EventLog
+
+    settings = load_settings(ROOT / "config.toml", env={})
+    log = EventLog.open(tmp_path / "ivr.db", hash_key=HASH_KEY)
+    return Runtime(settings, sink=log, clock=clock, timers=False)

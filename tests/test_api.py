@@ -20,9 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from ivr.config import load_settings
 from ivr.server import Runtime, make_app
-from ivr.store import EventLog
 from ivr.vocabulary import Digits, Play
 from ivr.web import api as api_module
 from ivr.web.auth import (
@@ -34,25 +32,11 @@ from ivr.web.auth import (
 )
 from ivr.web.live import _Client
 
-from .conftest import ROOT
+from .conftest import HASH_KEY, ROOT, T0, ManualClock  # noqa: F401 (others import them from here)
 
-T0 = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)  # a Tuesday, 09:30 in Stockholm: open
-HASH_KEY = b"api-test-hash-key-0123456"
 SESSION_KEY = "api-test-session-key-0123456789"
 NUMBER = "+46701234567"
 READ_S = 5.0  # stream reads: reached only when a test fails
-
-
-class ManualClock:
-    def __init__(self, now: datetime):
-        self.value = now
-
-    def now(self) -> datetime:
-        return self.value
-
-    def advance(self, **kw: float) -> datetime:
-        self.value += timedelta(**kw)
-        return self.value
 
 
 class Line:
@@ -72,18 +56,6 @@ class Line:
 
     def connect(self, agent, call_id):
         pass
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def runtime(tmp_path, clock) -> Runtime:
-    settings = load_settings(ROOT / "config.toml", env={})
-    log = EventLog.open(tmp_path / "ivr.db", hash_key=HASH_KEY)
-    return Runtime(settings, sink=log, clock=clock, timers=False)
 
 
 @pytest.fixture

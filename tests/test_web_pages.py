@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.config import load_settings
-from ivr.server import Runtime, make_app
+from ivr.server import make_app
 from ivr.store import EventLog
 from ivr.vocabulary import Trace
 from ivr.web import api as api_module
@@ -31,22 +30,9 @@ from ivr.web.api import PAUSE_REASONS
 from ivr.web.auth import SESSION_COOKIE
 from queues.model import RESOLUTIONS
 
-from .conftest import ROOT
-from .test_api import HASH_KEY, NUMBER, SESSION_KEY, T0, ManualClock, call_in, get, post, read_event, session
+from .test_api import NUMBER, SESSION_KEY, T0, call_in, get, post, read_event, session
 
 STATIC = Path(pages_module.__file__).parent / "static"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def runtime(tmp_path, clock) -> Runtime:
-    settings = load_settings(ROOT / "config.toml", env={})
-    log = EventLog.open(tmp_path / "ivr.db", hash_key=HASH_KEY)
-    return Runtime(settings, sink=log, clock=clock, timers=False)
 
 
 @pytest.fixture

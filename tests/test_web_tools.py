@@ -13,12 +13,10 @@ from datetime import timedelta
 
 import pytest
 
-from ivr.config import load_settings
 from ivr.directory import KINDS, STATUSES
 from ivr.messages import DELIVERY_STATES, OUTCOMES
 from ivr.messages import FIELDS as MESSAGE_FIELDS
-from ivr.server import Runtime, make_app
-from ivr.store import EventLog
+from ivr.server import make_app
 from ivr.transfers import KINDS as TRANSFER_KINDS
 from ivr.transfers import LEG_FAILURES
 from ivr.web import api as api_module
@@ -27,21 +25,8 @@ from ivr.web import messages as messages_module
 from ivr.web import pages as pages_module
 from ivr.web.pages import LABELS
 
-from .conftest import ROOT
-from .test_api import HASH_KEY, SESSION_KEY, T0, ManualClock, session
+from .test_api import SESSION_KEY, T0, session
 from .test_web_pages import STATIC, Page, page
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def runtime(tmp_path, clock) -> Runtime:
-    settings = load_settings(ROOT / "config.toml", env={})
-    log = EventLog.open(tmp_path / "ivr.db", hash_key=HASH_KEY)
-    return Runtime(settings, sink=log, clock=clock, timers=False)
 
 
 @pytest.fixture

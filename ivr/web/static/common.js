@@ -43,10 +43,14 @@ export function plain(group, key, values = {}) {
   return sv === en ? fill(sv, values) : `${fill(sv, values)} / ${fill(en, values)}`;
 }
 
-/** Call the JSON API; resolves to the body, or throws an Error with the API's message. */
+/** Call the JSON API; resolves to the body, or throws an Error with the API's message
+ * (and the whole answer as ``err.body``, e.g. per-field errors). A Blob body is sent as CSV. */
 export async function api(path, { method = "GET", body } = {}) {
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
-  if (body !== undefined) {
+  if (body instanceof Blob) {
+    init.headers["Content-Type"] = "text/csv";
+    init.body = body;
+  } else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
@@ -58,7 +62,9 @@ export async function api(path, { method = "GET", body } = {}) {
   let data = null;
   try { data = await resp.json(); } catch { data = null; }
   if (!resp.ok) {
-    throw new Error((data && data.error) || `HTTP ${resp.status}`);
+    const err = new Error((data && data.error) || `HTTP ${resp.status}`);
+    err.body = data;
+    throw err;
   }
   return data;
 }

@@ -1,6 +1,6 @@
 // The directory page (supervisors): every entry, editing one (PUT), its status (POST
 // .../status), removing it (DELETE) and importing a CSV file (POST /api/directory/import).
-import { api, goToLogin, plain, readConfig, setLabel, setLabels, showError } from "./common.js";
+import { api, plain, readConfig, setLabel, setLabels, showError } from "./common.js";
 import { localInput, localTime } from "./tools.js";
 
 const config = readConfig("directory-config");
@@ -137,29 +137,6 @@ function chooseForStatus(entry) {
   $("status-title").focus();
 }
 
-async function send(path, method, body) {
-  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
-  if (body instanceof Blob) {
-    init.headers["Content-Type"] = "text/csv";
-    init.body = body;
-  } else if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const resp = await fetch(path, init);
-  if (resp.status === 401) {
-    goToLogin();
-    throw new Error("Inloggningen har gått ut / Your session has expired");
-  }
-  let data = null;
-  try { data = await resp.json(); } catch { data = null; }
-  if (!resp.ok) {
-    const err = new Error((data && data.error) || `HTTP ${resp.status}`);
-    err.body = data;
-    throw err;
-  }
-  return data;
-}
 
 els.body.addEventListener("click", async (ev) => {
   const b = ev.target.closest("button[data-action]");
@@ -171,7 +148,7 @@ els.body.addEventListener("click", async (ev) => {
   else if (b.dataset.action === "delete") {
     if (!window.confirm(plain("text", "confirm_delete", { name: entry.name }))) return;
     try {
-      await send(`/api/directory/${encodeURIComponent(entry.id)}`, "DELETE");
+      await api(`/api/directory/${encodeURIComponent(entry.id)}`, { method: "DELETE" });
       say(`${plain("text", "deleted")}: ${entry.name}`);
       $("entries-title").focus();
       await load();
@@ -204,7 +181,7 @@ els.entryForm.addEventListener("submit", async (ev) => {
     for (const key of ["status", "status_note", "status_until"]) if (editing[key]) body[key] = editing[key];
   }
   try {
-    const saved = await send(`/api/directory/${encodeURIComponent(id)}`, "PUT", body);
+    const saved = await api(`/api/directory/${encodeURIComponent(id)}`, { method: "PUT", body });
     say(`${plain("text", "saved")}: ${saved.name}`);
     editing = saved;
     $("entry-id").readOnly = true;
@@ -225,7 +202,7 @@ els.entryForm.addEventListener("submit", async (ev) => {
 async function setStatus(body) {
   if (!statusFor) return;
   try {
-    const saved = await send(`/api/directory/${encodeURIComponent(statusFor.id)}/status`, "POST", body);
+    const saved = await api(`/api/directory/${encodeURIComponent(statusFor.id)}/status`, { method: "POST", body });
     statusFor = saved;
     say(`${plain("text", "saved")}: ${saved.name}, ${plain("dir_status", saved.status_now || saved.status)}`);
     await load();
@@ -255,7 +232,7 @@ async function importFile(dryRun) {
   const file = els.importFile.files[0];
   if (!file) { els.importFile.focus(); return; }
   try {
-    const result = await send(`/api/directory/import${dryRun ? "?dry_run=1" : ""}`, "POST", file);
+    const result = await api(`/api/directory/import${dryRun ? "?dry_run=1" : ""}`, { method: "POST", body: file });
     const done = plain("text", dryRun ? "checked" : "imported");
     els.importResult.textContent = `${done}: ${plain("text", "import_counts", result)}`;
     if (!dryRun) await load();

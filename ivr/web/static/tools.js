@@ -1,7 +1,7 @@
 // The desk's switchboard tools (docs/web.md): the directory search, the transfer panel and
 // messages to case officers. desk.js calls initTools() once and update(state) with every
 // state of the agent from the server; everything else here talks to the JSON API itself.
-import { api, goToLogin, pair, plain, serverClock, setBilingual, setLabel, showError } from "./common.js";
+import { api, pair, plain, serverClock, setBilingual, setLabel, showError } from "./common.js";
 
 const SEARCH_DELAY_MS = 150; // debounce: search once the agent pauses typing
 const SEARCH_LIMIT = 10;
@@ -354,7 +354,7 @@ function messages(config, selection, { say }) {
     }
     if (call) body.call_id = call;
     try {
-      const created = await postJson("/api/messages", body);
+      const created = await api("/api/messages", { method: "POST", body });
       form.reset();
       defaultPromise();
       say(`${plain("text", "message_sent")} (#${created.id})`);
@@ -446,7 +446,7 @@ function messages(config, selection, { say }) {
       const body = { outcome: outcome.value };
       if (note.value.trim()) body.note = note.value.trim();
       try {
-        await postJson(`/api/messages/${encodeURIComponent(m.id)}/close`, body);
+        await api(`/api/messages/${encodeURIComponent(m.id)}/close`, { method: "POST", body });
         say(`${plain("text", "message_closed")} (#${m.id})`);
         $("messages-title").focus();
         await load();
@@ -502,21 +502,3 @@ function messages(config, selection, { say }) {
 }
 
 /** POST JSON; an error carries the API's body (for "errors": {field: reason}). */
-async function postJson(path, body) {
-  const resp = await fetch(path, {
-    method: "POST", credentials: "same-origin",
-    headers: { Accept: "application/json", "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
-  if (resp.status === 401) {
-    goToLogin();
-    throw new Error("Inloggningen har gått ut / Your session has expired");
-  }
-  let data = null;
-  try { data = await resp.json(); } catch { data = null; }
-  if (!resp.ok) {
-    const err = new Error((data && data.error) || `HTTP ${resp.status}`);
-    err.body = data;
-    throw err;
-  }
-  return data;
-}
