@@ -47,6 +47,7 @@ from queues import (
     Offer,
     Position,
     QueueEngine,
+    QueueError,
 )
 
 log = logging.getLogger(__name__)
@@ -338,6 +339,15 @@ class ContactCenter:
         (an exception from ``transport.transfer``) is fed back as ``refused``."""
         for action in actions:
             match action:
+                case tr.QueueTransfer():
+                    try:
+                        self._queue_transfer(action)
+                    except QueueError as e:  # the queue refused: the call stays with the agent
+                        failed = tr.Log(action.at, action.call_id, action.transfer, "transfer_failed",
+                                        {"transfer": action.transfer, "reason": "refused",
+                                         "fallback": "agent", "detail": str(e)})
+                        self._transfer_apply([failed])
+                        raise TransferError(f'queue "{action.queue}" refused the caller: {e}', 409) from e
                 case tr.Log():
                     self.sink.append_many(action.call_id, [Trace(action.at, action.kind, None,
                                                                  dict(action.data))])
@@ -345,8 +355,6 @@ class ContactCenter:
                     notify = getattr(self.transport, "notify", None)
                     if notify is not None:
                         notify("transfer", {"call_id": action.call_id, "kind": action.kind})
-                case tr.QueueTransfer():
-                    self._queue_transfer(action)
                 case tr.AgentDone():
                     self._agent_done(action.at, action.agent, action.call_id)
                 case _:

@@ -75,11 +75,11 @@ class DeliveryLoop:
         self._loop = asyncio.get_running_loop()
         delivered = 0
         for message in await asyncio.to_thread(self.book.due, self.now()):
-            mail = render_email(message, sender=self.mailer.sender, audio_url_base=self.audio_url_base,
-                                now=self.now())
-            try:
+            try:  # one message that cannot be rendered or sent never holds up the others
+                mail = render_email(message, sender=self.mailer.sender, audio_url_base=self.audio_url_base,
+                                    now=self.now())
                 await self.mailer.send(mail)
-            except MailError as e:
+            except (MailError, ValueError) as e:
                 log.warning("messages: delivery of message %d to %s failed (attempt %d), kept for a "
                             "retry: %s", message.id, message.target_email, message.attempts + 1, e)
                 await asyncio.to_thread(self.book.failed, message.id, self.now(), str(e))

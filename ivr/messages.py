@@ -54,6 +54,7 @@ LIMITS = {"caller_name": 200, "question": 4000, "case_number": 40, "note": 1000,
 FIELDS = ("target", "call_id", "caller_name", "callback_number", "consent", "category", "question",
           "case_number", "promised_by")  # fmt: skip
 STATES = ("open", "closed", "all")
+ONE_LINE = frozenset({"target", "call_id", "caller_name", "case_number", "category"})  # header-safe
 
 
 class MessageError(ValueError):
@@ -226,6 +227,9 @@ def validate(data: Mapping[str, Any], *, now: datetime, by: str | None, categori
             return None
         if len(value) > LIMITS[name]:
             errors[name] = f"at most {LIMITS[name]} characters, got {len(value)}"
+            return None
+        if name in ONE_LINE and any(ch in value.strip() for ch in "\r\n\t\x00"):
+            errors[name] = "expected one line (no line breaks or tabs)"  # it goes in a mail header
             return None
         return value.strip()
 

@@ -224,3 +224,22 @@ async def test_starttls_and_login_with_the_password_from_the_environment(
     assert logins == ["PLAIN:kontaktcenter:True"]  # logged in after STARTTLS
     assert len(inbox.mails) == 1
     assert PASSWORD not in caplog.text
+
+
+async def test_a_message_that_cannot_be_mailed_does_not_hold_up_the_others(tmp_path, book, inbox) -> None:
+    server = smtp_server(inbox)
+    try:
+        clock = ManualClock()
+        bad = await asyncio.to_thread(book.create, desk(), by="anna", now=T0)
+        good = await asyncio.to_thread(book.create, desk(), by="anna", now=T0)
+        # a case number with a line break (as an older version let through) cannot go in a header
+        await asyncio.to_thread(lambda: book.log.submit(lambda conn: conn.execute(
+            "UPDATE messages SET case_number = 'BN 1\nBcc: x@example.com' WHERE id = ?", (bad.id,))
+        ).result(5))
+        delivery = DeliveryLoop(book, Mailer(settings_for(tmp_path, server.port).smtp), now=clock.now)
+        assert await delivery.deliver_due() == 1
+    finally:
+        server.stop()
+    assert len(inbox.mails) == 1 and inbox.mails[0]["X-Ivr-Message"] == str(good.id)
+    kept = book.get(bad.id)
+    assert kept is not None and kept.delivery == "retrying" and kept.attempts == 1

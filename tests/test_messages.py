@@ -421,3 +421,12 @@ def test_the_raw_callback_number_is_stored_only_in_its_column(db: Path, book: Me
         conn.close()
     assert found == ["messages"]
     assert message.callback_hash == book.log.caller_hash(NUMBER)
+
+
+def test_one_line_fields_refuse_line_breaks(book: MessageBook) -> None:
+    """They go in the e-mail's subject: a line break would break the header."""
+    with pytest.raises(MessageError) as caught:
+        book.create({**desk(), "case_number": "BN 1\nBcc: x@example.com", "caller_name": "Karin\tS"},
+                    by="anna", now=T0)
+    assert caught.value.errors == {"caller_name": "expected one line (no line breaks or tabs)",
+                                   "case_number": "expected one line (no line breaks or tabs)"}

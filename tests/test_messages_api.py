@@ -139,3 +139,12 @@ async def test_a_voice_message_left_in_the_flow_joins_the_open_messages(client) 
     voice = [m for m in listed["messages"] if m["call_id"] == "CAvoice"]
     assert len(voice) == 1 and voice[0]["source"] == "voicemail"
     assert voice[0]["callback_masked"] == "+46 70-*** ** 67"
+
+
+async def test_a_message_hands_off_only_a_call_the_agent_has_taken(client) -> None:
+    """It marks its call as never resolved at first contact: not for anyone's call."""
+    body = await post(client, "/api/messages", basic("anna"), {**FORM, "call_id": "CAsomeoneelse"},
+                      status=400)
+    assert body["errors"] == {"call_id": "not a call you have taken"}
+    listed = await get(client, "/api/messages?state=all", basic("chef"))
+    assert listed["messages"] == []  # nothing stored, nothing marked

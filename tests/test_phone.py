@@ -301,3 +301,18 @@ async def test_the_phone_is_never_the_router_s_fallback_for_callbacks(aiohttp_cl
                                       for m in (api_module, pages_module, phone_module)), pbx])
     await aiohttp_client(app)
     assert list(runtime.router.transports) == ["pbx", "phone"]
+
+
+async def test_a_call_whose_page_never_listens_is_hung_up_after_the_orphan_time(client) -> None:
+    """A tab closed while loading must not leave a caller waiting in a real queue."""
+    chef = await login(client, "chef")
+    made = await post(client, "/phone/calls", chef, {"caller": "+46701112233"}, status=201)
+    phone = client.server.app[phone_module.PHONE]
+    call = phone.calls[made["call_id"]]
+    handle = call.orphan
+    assert handle is not None and not call.ended
+    loop = asyncio.get_running_loop()
+    assert handle.when() - loop.time() == pytest.approx(phone_module.ORPHAN_HANGUP_S, abs=1.0)
+    handle.cancel()
+    phone._orphaned(call)  # what the timer does when it fires
+    assert call.ended and (await state(client, made["call_id"], chef))["state"] == "ended"

@@ -371,3 +371,24 @@ def test_a_line_without_transfers_refuses_persons_and_numbers_but_not_queues(ctx
     cc.transfer(at(21), "anna", "c1", "blind", target({"queue": "bygg"}))
     assert cc.queues.agent_state("anna") == "wrapup"
     log.close()
+
+
+def test_a_queue_that_refuses_the_transfer_leaves_the_call_with_the_agent_and_a_closed_record(
+        rig, monkeypatch) -> None:
+    from queues import QueueError
+
+    cc, _line, log = rig
+    answered_call(cc)
+
+    def refuse(*args, **kwargs):
+        raise QueueError("the queue engine says no")
+
+    monkeypatch.setattr(cc.queues, "transfer", refuse)
+    with pytest.raises(TransferError, match='queue "bygg" refused the caller') as caught:
+        cc.agent(at(20), "anna", "transfer", call_id="c1", kind="blind", target=target({"queue": "bygg"}))
+    assert caught.value.status == 409
+    assert cc.call_of("anna") == "c1" and cc.queues.agent_state("anna") == "talking"
+    assert cc.transfer_state("c1")["state"] == "failed"
+    kinds = [k for k, _ in record(log)]
+    assert kinds.count("transfer_started") == 1 and kinds.count("transfer_failed") == 1
+    assert "transfer_completed" not in kinds

@@ -43,12 +43,32 @@ class Messages:
     async def create(self, request: web.Request, user: User) -> web.Response:
         data = await _json_object(request)
         now = self.runtime.now()
+        call_id = data.get("call_id")
+        if isinstance(call_id, str) and call_id and not await self.may_hand_off(user, call_id):
+            # a message marks its call as handed off (never resolved at first contact): only
+            # for a call the agent has taken (a supervisor: any call in the log)
+            return reply({"error": "call_id: not a call of yours", "errors": {
+                "call_id": "not a call you have taken"}}, status=400)
         try:
             message = await asyncio.to_thread(self.book.create, data, by=user.agent or user.name, now=now)
         except MessageError as e:
             return reply({"error": str(e), "errors": e.errors}, status=e.status)
         log.info("message %d written by %s to %s", message.id, user.name, message.target_id)
         return reply(self.body(message, reveal=True), status=201)
+
+    async def may_hand_off(self, user: User, call_id: str) -> bool:
+        center = self.runtime.center
+        if user.agent is not None:  # the call the agent is on, or is wrapping up
+            mine = self.runtime.queues.snapshot(self.runtime.now())["agents"].get(user.agent, {})
+            if center.call_of(user.agent) == call_id or mine.get("call_id") == call_id:
+                return True
+        if user.role == "supervisor" and call_id in center.sessions:
+            return True
+        sql = "SELECT agent FROM calls WHERE call_id = ?"
+        rows = await asyncio.to_thread(self.book.log.query, sql, (call_id,))
+        if not rows:
+            return False
+        return user.role == "supervisor" or (user.agent is not None and rows[0]["agent"] == user.agent)
 
     async def list(self, request: web.Request, user: User) -> web.Response:
         state = request.query.get("state", "open")

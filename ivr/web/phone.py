@@ -233,6 +233,11 @@ class PhoneTransport:
                                        flow=None if flow_key == default else flow_key)
         self._settle(call)
         self.runtime.poke()
+        # Until the browser opens the call's event stream: a call nobody listens to (the tab
+        # closed while loading, a script) must not wait in a real queue for ever.
+        if not call.ended:
+            with contextlib.suppress(RuntimeError):  # no running loop: nobody to hang it up later
+                call.orphan = asyncio.get_running_loop().call_later(ORPHAN_HANGUP_S, self._orphaned, call)
         return call
 
     def call(self, call_id: str, *, live: bool = False) -> PhoneCall:
