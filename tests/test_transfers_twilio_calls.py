@@ -144,7 +144,7 @@ async def test_attended_transfer_on_twilio_consults_in_a_conference_then_complet
     call = await consulting(r)
     r.center.agent(r.clock.advance(40), "anna", "transfer_complete")
     await r.settle()
-    assert await call.follow_rest() == 3  # colleague endConferenceOnExit, agent removed, caller off hold
+    assert await call.follow_rest() == 3  # caller off hold, colleague endConferenceOnExit, agent removed
     assert set(call.conference.parties) == {"caller", "colleague"}
     assert not call.party("caller").hold and call.party("colleague").end_on_exit
     assert call.agent_heard[-1] == "Hangup"  # the agent's removed leg hangs up
@@ -223,3 +223,18 @@ async def test_a_refused_move_of_the_agents_leg_keeps_the_call_as_it_was(aiohttp
     failed = logged(await r.events(call.sid), "transfer_failed")[0]
     assert failed["reason"] == "refused" and "HTTP 404" in failed["detail"]
     assert r.transport.lines[call.sid].mode == "talking"
+
+
+async def test_an_agent_who_hangs_up_while_consulting_leaves_the_caller_with_the_colleague(r) -> None:
+    """As on a PBX the transfer completes; the agent's participant is gone already (Twilio: 404),
+    which must not leave the caller on hold music."""
+    call = await consulting(r)
+    r.rest.script = [200, 200, 404]  # caller off hold, colleague endConferenceOnExit, agent gone
+    r.clock.advance(40)
+    await call.party_hangs_up("agent")
+    await r.settle()
+    await call.follow_rest()
+    assert not call.party("caller").hold
+    assert set(call.conference.parties) == {"caller", "colleague"} and call.party("colleague").end_on_exit
+    assert r.center.transfer_state(call.sid)["state"] == "completed"
+    assert r.runtime.queues.agent_state("anna") == "wrapup"

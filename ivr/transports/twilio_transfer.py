@@ -210,8 +210,13 @@ class ConferenceTransfers:
             case tr.Consult():
                 pass  # the agent and the colleague already hear each other; the caller is on hold
             case tr.JoinTarget():
-                self._steps(line, conf, ("update", "colleague", {"end_conference_on_exit": True}),
-                            ("remove", "agent"), ("update", "caller", {"hold": False}))
+                # The caller off hold first: whatever else fails, the caller must not be left
+                # on hold music. Removing the agent is not a refusal when the agent has already
+                # left (an agent hanging up mid-consultation completes the transfer: Twilio
+                # answers 404 for a participant that is gone).
+                self._steps(line, conf, ("update", "caller", {"hold": False}),
+                            ("update", "colleague", {"end_conference_on_exit": True}))
+                self._steps(line, conf, ("remove", "agent"), report=False)
             case tr.DropTarget():
                 if conf.colleague in ("ringing", "answered"):
                     conf.colleague = "gone"
