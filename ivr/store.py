@@ -1,7 +1,8 @@
 """The event log: every trace of every call, append-only, in SQLite (WAL).
 
 ``EventLog.append`` runs on the asyncio event loop and never touches SQLite: it hashes
-the caller number, numbers and encodes the trace and puts a row on a queue. So do
+the caller number, numbers and encodes the trace and puts a row on a queue
+(``append_many``: the rows of all its traces as one item, or none if one is bad). So do
 ``append_agent`` (agent states), ``add_note`` (free text, purgeable) and
 ``keep_raw_number`` (a raw number a callback needs, purgeable). One writer thread owns
 the write connection, commits whatever has piled up in one transaction and keeps the
@@ -165,12 +166,12 @@ def format_at(at: datetime) -> str:
 
 def encode_json(value: Any) -> str:
     """Compact JSON that SQLite can store (lone surrogates fall back to \\u escapes)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    text = _ENCODE(value)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            text = json.dumps(value, separators=(",", ":"), default=_json_default)
+            text = _ENCODE_ASCII(value)
     return text
 
 
@@ -178,6 +179,11 @@ def _json_default(value: Any) -> str:
     if isinstance(value, datetime) and value.utcoffset() is not None:
         return format_at(value)
     return str(value)  # lenient: anything else JSON cannot hold is stored as text
+
+
+# built once: json.dumps with options builds an encoder on every call
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default).encode
+_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
 
 
 def _decode(text: str | None) -> Any:
@@ -189,6 +195,8 @@ def _check_text(name: str, value: Any, *, optional: bool = False) -> None:
         return
     if not isinstance(value, str) or not value:
         raise StoreError(f"{name} must be a non-empty string, not {value!r}")
+    if value.isascii():
+        return
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -287,7 +295,8 @@ class EventLog:
     def __init__(self, path: Path, reader: sqlite_utils.Database,
                  writer: sqlite_utils.Database, hash_key: bytes) -> None:  # fmt: skip
         self._path, self._reader, self._hash_key = path, reader, hash_key
-        self._queue: queue.SimpleQueue[_Item | _Call | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | list[_Row] | _Call | threading.Event | None]
+        self._queue = queue.SimpleQueue()
         self._lock = threading.Lock()  # closing, seq numbers and queue order
         self._read_lock = threading.Lock()
         self._closed = self._reader_closed = False
@@ -296,6 +305,7 @@ class EventLog:
         self._abandon = threading.Event()
         self._callers_lock = threading.Lock()
         self._callers: OrderedDict[str | None, tuple[str | None, str | None]] = OrderedDict()
+        self._at_memo: tuple[datetime | None, str] = (None, "")  # the last trace time, formatted
         self.last_error: str | None = None  # of the write being retried, if any
         self._writer = threading.Thread(
             target=self._run, args=(writer,), name=f"event-log {path.name}", daemon=True
@@ -332,16 +342,31 @@ class EventLog:
 
     def append(self, call_id: str, trace: Trace) -> None:
         """Queue ``trace`` for writing; never waits on SQLite."""
+        self.append_many(call_id, (trace,))
+
+    def append_many(self, call_id: str, traces: Iterable[Trace]) -> None:
+        """Queue the traces of one call, in order: all of them or (bad input) none."""
         _check_text("call_id", call_id)
-        _check_text("trace kind", trace.kind)
-        _check_text("trace node", trace.node, optional=True)
-        at = format_at(trace.at)
-        data = encode_json(self._scrub(trace.data) if trace.data else {})
+        encoded = [self._encode(trace) for trace in traces]
+        if not encoded:
+            return
         with self._lock:
             if self._closed:
                 raise StoreError(f"the event log {self._path} is closed")
-            seq = self._next_seq(call_id, trace.kind)
-            self._queue.put((call_id, seq, at, trace.kind, trace.node, data))
+            rows = [(call_id, self._next_seq(call_id, kind), at, kind, node, data)
+                    for at, kind, node, data in encoded]
+            self._queue.put(rows)  # one item (one writer wake-up) per call's batch
+
+    def _encode(self, trace: Trace) -> tuple[str, str, str | None, str]:
+        """(at, kind, node, data) of a trace: checked, the caller scrubbed, JSON encoded."""
+        kind, node, at = trace.kind, trace.node, trace.at
+        _check_text("trace kind", kind)
+        if node is not None:
+            _check_text("trace node", node)
+        memo = self._at_memo  # the traces of one event share one time: format it once
+        if memo[0] is not at:
+            memo = self._at_memo = (at, format_at(at))
+        return memo[1], kind, node, encode_json(self._scrub(trace.data)) if trace.data else "{}"
 
     def _scrub(self, data: dict[str, Any]) -> dict[str, Any]:
         """:func:`ivr.privacy.scrub_caller`, remembering each number's hash and mask (a
@@ -360,10 +385,6 @@ class EventLog:
         clean = {k: v for k, v in data.items() if k != "caller"}
         clean["caller_hash"], clean["caller_masked"] = found
         return clean
-
-    def append_many(self, call_id: str, traces: Iterable[Trace]) -> None:
-        for trace in traces:
-            self.append(call_id, trace)
 
     def append_agent(self, agent: str, at: datetime, state: str, reason: str | None = None,
                      call_id: str | None = None) -> None:
@@ -474,6 +495,9 @@ class EventLog:
             pass
         rows: list[_Item] = []
         for item in [*batch, None]:  # rows up to each function call, then the call
+            if isinstance(item, list):  # the rows of one append_many
+                rows.extend(item)
+                continue
             if isinstance(item, tuple | _Write):
                 rows.append(item)
                 continue

@@ -174,6 +174,33 @@ def test_naive_datetimes_are_rejected(log: EventLog) -> None:
     assert log.events("c1") == []
 
 
+def test_a_bad_trace_in_append_many_queues_none_of_them(log: EventLog) -> None:
+    good = [Trace(at(0), "call_started"), Trace(at(1), "node_entered", "meny")]
+    for bad, error in [(Trace(at(2), "node_entered", "\ud800"), "trace node is not valid text"),
+                       (Trace(at(2), ""), "trace kind must be a non-empty string"),
+                       (Trace(datetime(2026, 12, 1, 8, 30), "input", "meny"), "naive")]:
+        with pytest.raises(StoreError, match=error):
+            log.append_many("c1", [*good, bad])
+    log.append_many("c1", [Trace(at(3), "node_entered", "Välkommen")])  # valid text, not ASCII
+    log.flush()
+    # nothing of the refused batches was written, and their seq numbers were not used up
+    assert [(e["seq"], e["node"]) for e in log.events("c1")] == [(1, "Välkommen")]
+
+
+def test_traces_sharing_a_time_and_traces_that_do_not_keep_their_own(log: EventLog) -> None:
+    first, later = at(0), at(1.5)
+    same_as_first = first.astimezone(timezone(timedelta(hours=1)))  # equal, another object
+    log.append_many("c1", [Trace(first, "call_started"), Trace(first, "node_entered", "a"),
+                           Trace(later, "node_entered", "b"), Trace(first, "node_entered", "c"),
+                           Trace(same_as_first, "node_entered", "d")])
+    log.append("c2", Trace(later + timedelta(milliseconds=1), "call_started"))
+    log.flush()
+    assert [e["at"] for e in log.events("c1")] == [
+        "2026-12-01T08:30:00.000Z", "2026-12-01T08:30:00.000Z", "2026-12-01T08:30:01.500Z",
+        "2026-12-01T08:30:00.000Z", "2026-12-01T08:30:00.000Z"]  # fmt: skip
+    assert [e["at"] for e in log.events("c2")] == ["2026-12-01T08:30:01.501Z"]
+
+
 def test_seq_continues_for_traces_after_call_ended(
     log: EventLog, caplog: pytest.LogCaptureFixture
 ) -> None:
