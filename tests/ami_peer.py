@@ -114,6 +114,11 @@ class AmiPeer:
         self.agi_delay = 0.0                # pickup delay of a queued AGI command (Asterisk: 20-100 ms)
         self.dial_status = "NOANSWER"       # what EXEC Dial ends with
         self.after_bridge = "agi"           # the caller's next priority after a bridge: AGI again
+        # the other contexts as docs/asterisk.md writes them: (context, exten) -> app per priority
+        # (1-based; past the end: hung up, as Asterisk does when a priority does not exist)
+        self.dialplan: dict[tuple[str, str], list[str]] = {
+            ("ivr-agent", "s"): ["AGI", "Hangup"],
+            ("ivr-agent", "consult"): ["AGI", "AGI", "Hangup"]}
         self.agents: dict[str, str] = {}    # endpoint -> "answer" (default) | "busy" | "manual"
         self.dtmf_events = True             # DTMFBegin/DTMFEnd sent (the manager user has `read = dtmf`)
         self.rules: list[tuple[Callable[[str], bool], Any]] = []
@@ -300,11 +305,14 @@ class AmiPeer:
     def _left_alone(self, chan: Chan) -> None:
         """The other side of a two-party bridge left (hung up, or was moved into another
         bridge): the bridge dissolves and ``chan`` goes on at its next priority: AGI again
-        in [ivr], the ``Hangup()`` in the agent context."""
+        in [ivr]; elsewhere what ``dialplan`` has there (``[ivr-agent]``: ``s,2`` is
+        ``Hangup()``, ``consult,2`` is ``AGI(agi:async)``)."""
         self.event("BridgeLeave", chan, BridgeUniqueid=chan.bridge, BridgeNumChannels=0)
         self.emit(FRAMES.build("BridgeDestroy", BridgeUniqueid=chan.bridge, BridgeNumChannels=0))
         chan.bridge = None
-        if chan.context == "ivr" and self.after_bridge == "agi":
+        apps = self.dialplan.get((chan.context, chan.exten), [])
+        next_app = apps[chan.priority - 1] if 0 < chan.priority <= len(apps) else "Hangup"
+        if self.after_bridge == "agi" if chan.context == "ivr" else next_app == "AGI":
             chan.in_agi, chan.app = True, "AGI"
             self.event("AsyncAGIStart", chan, Env=quote("agi_request: async\n\n", safe=""))
         else:

@@ -164,3 +164,60 @@ async def test_a_busy_target_of_a_blind_transfer_refused_by_asterisk_keeps_the_c
     failed = h.events(uid, "transfer_failed")[0]["data"]
     assert (failed["reason"], failed["fallback"]) == ("busy", "agent")
     assert h.center.talking == {uid: "anna"} and len(peer.seen("Bridge")) == 1
+
+
+async def test_an_agent_who_hangs_up_while_consulting_leaves_the_caller_with_the_colleague(h, peer):
+    """As on a PBX the transfer completes. The agent's hang-up dissolves the consultation's
+    bridge and the colleague goes on at its next dialplan priority: it must still be there
+    (back in AGI) to be joined to the caller, who is on hold."""
+    uid = "1764577800.306"
+    agent_uid, agent_chan = await talking(h, peer, uid)
+    target = await ring(h, peer, uid, "attended")
+    h.clock.advance(5)
+    peer.answer(target)
+    consult = await peer.wait_for("Bridge", 2)
+    assert (consult["Channel1"], consult["Channel2"]) == (agent_chan, peer.names[target])
+    await peer.wait_for("AGI", 2, Channel=peer.names[uid], Command="SET MUSIC ON")
+
+    h.clock.advance(40)
+    peer.hangup(agent_uid)  # anna hangs up on Åsa: that hands the caller over
+    join = await peer.wait_for("Bridge", 3)
+    assert (join["Channel1"], join["Channel2"]) == (peer.names[uid], peer.names[target])
+    assert agi(peer, uid)[-1] == "SET MUSIC OFF"
+    await until(lambda: peer.channels.get(target) is not None and peer.channels[target].peer is not None
+                and peer.channels[target].peer.uniqueid == uid, what="the caller and Åsa in one bridge")
+    assert h.center.transfer_state(uid)["state"] == "completed"
+    assert h.center.queues.agent_state("anna") == "wrapup" and h.center.talking == {}
+
+    h.clock.advance(60)
+    peer.hangup(target)  # Åsa is done: the caller goes on in [ivr] (the survey)
+    await survey_and_goodbye(h, peer, uid)
+    assert transfer_kinds(h, uid) == ["transfer_started", "leg_answered", "transfer_completed", "leg_ended"]
+    completed = h.events(uid, "transfer_completed")[0]["data"]
+    assert (completed["kind"], completed["consult_s"]) == ("attended", 40)
+    ended = h.events(uid, "leg_ended")[0]["data"]
+    assert (ended["talk_s"], ended["reason"]) == (100, "hangup")
+    assert (h.row(uid)["agent"], h.row(uid)["status"]) == ("anna", "ended")
+
+
+async def test_a_caller_who_hangs_up_after_an_attended_transfer_does_not_leave_the_colleague_in_agi(h, peer):
+    """The colleague, moved from the consultation to the caller, goes on at ``consult,2``
+    (AGI again) when the caller hangs up: the transport hangs it up."""
+    uid = "1764577800.307"
+    await talking(h, peer, uid)
+    target = await ring(h, peer, uid, "attended")
+    peer.answer(target)
+    await peer.wait_for("Bridge", 2)
+    await peer.wait_for("AGI", 2, Channel=peer.names[uid], Command="SET MUSIC ON")
+    h.center.agent(h.clock.advance(30), "anna", "transfer_complete")
+    await peer.wait_for("Bridge", 3)
+    await until(lambda: peer.channels.get(target) is not None and peer.channels[target].peer is not None,
+                what="the caller and Åsa in one bridge")
+
+    h.clock.advance(45)
+    peer.hangup(uid)
+    await peer.wait_for("Hangup", Channel=peer.names[target])
+    await until(lambda: target not in peer.channels, what="Åsa's leg to end")
+    assert transfer_kinds(h, uid) == ["transfer_started", "leg_answered", "transfer_completed", "leg_ended"]
+    ended = h.events(uid, "leg_ended")[0]["data"]
+    assert (ended["talk_s"], ended["reason"]) == (75, "caller-hangup")

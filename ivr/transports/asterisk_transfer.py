@@ -17,10 +17,16 @@ Built on what the transport already drives (AsyncAGI, ``Originate``, ``Bridge``)
   colleague leaves the caller in ``[ivr]``'s next ``AGI(agi:async)``, where the line puts
   them on hold (music); the agent left behind by a completed transfer goes on to
   ``agent_context``'s ``Hangup()``.
+* An attended target is originated into ``agent_context``'s ``consult`` extension, whose
+  next priority is ``AGI(agi:async)`` again, not ``Hangup()``: when the agent hangs up
+  while consulting (which completes the transfer: ``JoinTarget``), the dissolving bridge
+  sends the colleague back to AGI, and the join waits for that ``AsyncAGIStart`` before
+  its ``Bridge``. A colleague back in AGI after its caller has gone is hung up here.
 * ``ReturnToAgent`` after a consultation is ``Bridge caller + agent`` (the colleague, left
-  alone, is hung up by the dialplan); it is carried out *before* the ``DropTarget`` of the
-  same turn, since hanging up the colleague first would dissolve the agent's bridge and
-  hang the agent up. While the target still rings, nothing has moved: a no-op.
+  alone, goes on to ``consult,2``; the ``DropTarget`` hangs it up); it is carried out
+  *before* the ``DropTarget`` of the same turn, since hanging up the colleague first would
+  dissolve the agent's bridge and hang the agent up. While the target still rings,
+  nothing has moved: a no-op.
 * ``DropTarget`` is ``Hangup`` of the target's channel (found by our ``ChannelId`` while it
   rings). ``ToMessage`` with the agent still on the line hangs up the agent's channel so
   the caller comes back to AGI, where the flow records the message.
@@ -34,9 +40,10 @@ sends them and turns AMI events into calls of the machine through ``report``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ivr import transfers as tr
@@ -46,6 +53,8 @@ from ivr.transports.ami import AmiError
 log = logging.getLogger(__name__)
 
 RING_MARGIN_S = 10  # the Originate outlives the machine's ring timeout: the machine decides
+CONSULT_EXTEN = "consult"  # agent_context's extension for attended targets: AGI again after the consultation
+BACK_IN_AGI_S = 5.0  # how long a join waits for the colleague to come back to AGI (Asterisk: milliseconds)
 FAILURES = {"5": "busy", "3": "no-answer", "1": "no-answer", "8": "failed"}  # OriginateResponse Reason
 
 
@@ -59,6 +68,8 @@ class TargetLeg:
     kind: str              # blind | attended
     channel: str | None = None
     state: str = "ringing"  # ringing | answered | gone
+    joined: bool = False    # bridged with the caller (it then leaves AGI only to hang up)
+    in_agi: asyncio.Event = field(default_factory=asyncio.Event)  # in AGI now, not in a bridge
 
     @property
     def handle(self) -> str:
@@ -71,8 +82,9 @@ def originate(leg: TargetLeg, action: tr.RingTarget, *, agent_context: str, tran
               caller_id: str | None) -> dict[str, str]:
     """The ``Originate`` that rings the target into ``agent_context`` (AsyncAGI)."""
     endpoint = action.target.endpoint or ""
+    exten = CONSULT_EXTEN if leg.kind == "attended" else "s"
     fields = {"Action": "Originate", "ActionID": f"xfer-{leg.uniqueid}",
-              "Channel": dial_string(endpoint, transfer_context), "Context": agent_context, "Exten": "s",
+              "Channel": dial_string(endpoint, transfer_context), "Context": agent_context, "Exten": exten,
               "Priority": "1", "Async": "true", "ChannelId": leg.uniqueid,
               "Timeout": str(int((action.timeout_s + RING_MARGIN_S) * 1000)),
               "Variable": f"IVR_TRANSFER={leg.call_id}"}
@@ -174,8 +186,14 @@ class AsteriskTransfers:
                     leg = self.by_call.get(action.call_id)
                     if leg is None or leg.channel is None:
                         self.report("refused", action.call_id, "JoinTarget: no channel to join")
-                    else:
-                        await self._join(action, leg.channel)
+                        continue
+                    if self.channels(action.call_id)[1] is None:  # the agent hung up (on the colleague?)
+                        await self._back_in_agi(leg)
+                        if leg.state == "gone":  # the colleague hung up meanwhile: reported as leg_ended
+                            continue
+                    if await self._join(action, leg.channel):
+                        leg.joined = True
+                        leg.in_agi.clear()
                 case tr.ReturnToAgent():
                     leg = self.by_call.get(action.call_id)
                     agent = self.channels(action.call_id)[1]
@@ -197,9 +215,19 @@ class AsteriskTransfers:
             self.report("refused", action.call_id, f"{type(action).__name__}: no channel to join")
             return
         fields = {"Action": "Bridge", "Channel1": channel, "Channel2": leg.channel, "Tone": "no"}
-        await self._do(action, fields)
+        if await self._do(action, fields):
+            leg.in_agi.clear()  # consulting: when that bridge dissolves it comes back to AGI (consult,2)
 
-    async def _join(self, action: tr.Action, other: str) -> None:
+    async def _back_in_agi(self, leg: TargetLeg) -> None:
+        """The consultation's bridge dissolved under the colleague (the agent hung up): wait
+        until it has gone on to ``consult``'s next ``AGI(agi:async)`` (its ``AsyncAGIStart``),
+        or has hung up. A ``Bridge`` sent meanwhile could find it still leaving the dissolving
+        bridge, which Asterisk refuses to move a channel out of."""
+        if not leg.in_agi.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(leg.in_agi.wait(), BACK_IN_AGI_S)
+
+    async def _join(self, action: tr.Action, other: str) -> bool:
         """The caller joins ``other``: through its line when it waits in AGI, else a plain ``Bridge``."""
         if self.join_caller is not None:
             joined = await self.join_caller(action.call_id, other)
@@ -207,12 +235,13 @@ class AsteriskTransfers:
                 if not joined:
                     self.report("refused", action.call_id, f"{type(action).__name__}: the caller could not "
                                 "be joined")
-                return
+                return joined
         caller = self.channels(action.call_id)[0]
         if not caller:
             self.report("refused", action.call_id, f"{type(action).__name__}: the caller has no channel")
-            return
-        await self._do(action, {"Action": "Bridge", "Channel1": caller, "Channel2": other, "Tone": "no"})
+            return False
+        fields = {"Action": "Bridge", "Channel1": caller, "Channel2": other, "Tone": "no"}
+        return await self._do(action, fields)
 
     async def _do(self, action: tr.Action, fields: dict[str, str], *, report: bool = True) -> bool:
         """Send one action; a refusal or a lost link is reported as ``refused``."""
@@ -237,10 +266,26 @@ class AsteriskTransfers:
         if leg is None:
             return False
         leg.channel = channel
+        leg.in_agi.set()
         if leg.state == "ringing" and self.by_call.get(leg.call_id) is leg:
             leg.state = "answered"
             self.report("answered", leg.call_id)
+        elif leg.state == "answered" and (leg.joined or self.channels(leg.call_id)[0] is None):
+            # consult,2 after the caller left it (its Hangup came first): nothing will join it
+            leg.state = "gone"
+            self._spawn(self._hang_up(channel))
         return True
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _hang_up(self, channel: str) -> None:
+        try:
+            await self.ami.action({"Action": "Hangup", "Channel": channel})
+        except AmiError as exc:
+            log.info("asterisk: hanging up transfer target %s: %s", channel, exc)
 
     def originate_response(self, message: Any) -> bool:
         """An ``OriginateResponse``: True when it is ours (a failure is reported)."""
@@ -260,6 +305,7 @@ class AsteriskTransfers:
         leg = self.legs.pop(uniqueid, None)
         if leg is None:
             return False
+        leg.in_agi.set()  # a join waiting for it goes on (and finds it gone)
         if self.by_call.get(leg.call_id) is leg:
             del self.by_call[leg.call_id]
             if leg.state == "answered":
