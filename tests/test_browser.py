@@ -27,7 +27,7 @@ from .conftest import ROOT
 from .test_api import ManualClock
 
 T0 = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)  # a Tuesday, 09:30 in Stockholm: open
-WAIT_MS = 5000  # the longest any condition is waited for; reached only when a test fails
+WAIT_MS = 15000  # the longest any condition is waited for: reached only when a test fails
 
 
 @pytest.fixture
