@@ -57,3 +57,18 @@ def runtime(tmp_path, clock):
     settings = load_settings(ROOT / "config.toml", env={})
     log = EventLog.open(tmp_path / "ivr.db", hash_key=HASH_KEY)
     return Runtime(settings, sink=log, clock=clock, timers=False)
+
+
+@pytest.fixture
+async def browser(server):
+    """Debian's chromium driven by Playwright, for a module's ``server`` fixture (browser tests)."""
+    from playwright.async_api import async_playwright
+
+    from .browser_support import launch
+
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        try:
+            yield browser
+        finally:
+            await browser.close()

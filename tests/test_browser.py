@@ -22,7 +22,7 @@ from ivr.web import api as api_module
 from ivr.web import pages as pages_module
 from ivr.web import phone as phone_module
 
-from .browser_support import launch, log_in, require_browser
+from .browser_support import log_in, require_browser
 from .conftest import ROOT
 from .test_api import ManualClock
 
@@ -48,18 +48,6 @@ async def server(aiohttp_server, tmp_path, clock, monkeypatch):
     server.runtime = runtime
     server.base = str(server.make_url("")).rstrip("/")
     return server
-
-
-@pytest.fixture
-async def browser(server):
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await launch(playwright)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def test_a_test_call_reaches_the_desk_and_its_wrap_up_the_wallboard_and_report(

@@ -24,7 +24,7 @@ from ivr.web import directory as directory_module
 from ivr.web import messages as messages_module
 from ivr.web import pages as pages_module
 
-from .browser_support import launch, log_in, require_browser
+from .browser_support import log_in, require_browser
 from .conftest import ROOT
 from .test_api import ManualClock, call_in
 
@@ -50,18 +50,6 @@ async def server(aiohttp_server, tmp_path, monkeypatch):
     server.base = str(server.make_url("")).rstrip("/")
     server.runtime = runtime
     return server
-
-
-@pytest.fixture
-async def browser(server):
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await launch(playwright)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def open_page(browser):
