@@ -117,8 +117,7 @@ class AmiPeer:
         # the other contexts as docs/asterisk.md writes them: (context, exten) -> app per priority
         # (1-based; past the end: hung up, as Asterisk does when a priority does not exist)
         self.dialplan: dict[tuple[str, str], list[str]] = {
-            ("ivr-agent", "s"): ["AGI", "Hangup"],
-            ("ivr-agent", "consult"): ["AGI", "AGI", "Hangup"]}
+            ("ivr-agent", "s"): ["AGI", "AGI", "Hangup"]}
         self.agents: dict[str, str] = {}    # endpoint -> "answer" (default) | "busy" | "manual"
         self.dtmf_events = True             # DTMFBegin/DTMFEnd sent (the manager user has `read = dtmf`)
         self.rules: list[tuple[Callable[[str], bool], Any]] = []
@@ -306,7 +305,7 @@ class AmiPeer:
         """The other side of a two-party bridge left (hung up, or was moved into another
         bridge): the bridge dissolves and ``chan`` goes on at its next priority: AGI again
         in [ivr]; elsewhere what ``dialplan`` has there (``[ivr-agent]``: ``s,2`` is
-        ``Hangup()``, ``consult,2`` is ``AGI(agi:async)``)."""
+        ``AGI(agi:async)``, ``s,3`` ``Hangup()``)."""
         self.event("BridgeLeave", chan, BridgeUniqueid=chan.bridge, BridgeNumChannels=0)
         self.emit(FRAMES.build("BridgeDestroy", BridgeUniqueid=chan.bridge, BridgeNumChannels=0))
         chan.bridge = None

@@ -4,6 +4,9 @@ menu -> queue -> agent -> blind or attended transfer -> the target's leg -> the 
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from ivr import transfers as tr
 
 from .ami_peer import AmiPeer
@@ -42,7 +45,8 @@ async def ring(h: Harness, peer: AmiPeer, uid: str, kind: str) -> str:
     """anna transfers 30 s into the talk; the target's phone rings: its uniqueid."""
     h.center.transfer(h.clock.advance(30), "anna", uid, kind, ASA)
     originate = await peer.wait_for("Originate", Channel="PJSIP/1234")
-    assert originate["Context"] == "ivr-agent" and originate["CallerID"] == f'"barn-utbildning" <{CALLER}>'
+    assert (originate["Context"], originate["Exten"]) == ("ivr-agent", "s")
+    assert originate["CallerID"] == f'"barn-utbildning" <{CALLER}>'
     return originate["ChannelId"]
 
 
@@ -81,7 +85,8 @@ async def test_blind_transfer_to_a_person_whole_call_over_the_ami(h, peer):
     assert ended["data"]["talk_s"] == 120
     row = h.row(uid)
     assert (row["agent"], row["queue"], row["status"]) == ("anna", "barn-utbildning", "ended")
-    assert agent_chan not in [a.get("Channel") for a in peer.seen("Hangup")]  # the dissolved bridge did
+    # anna's phone, left alone by the dissolved bridge, went on at s,2 (AGI): the controller hung it up
+    assert agent_chan in [a.get("Channel") for a in peer.seen("Hangup")]
 
 
 async def test_attended_transfer_consults_with_the_caller_on_hold_then_completes(h, peer):
@@ -201,7 +206,7 @@ async def test_an_agent_who_hangs_up_while_consulting_leaves_the_caller_with_the
 
 
 async def test_a_caller_who_hangs_up_after_an_attended_transfer_does_not_leave_the_colleague_in_agi(h, peer):
-    """The colleague, moved from the consultation to the caller, goes on at ``consult,2``
+    """The colleague, moved from the consultation to the caller, goes on at ``s,2``
     (AGI again) when the caller hangs up: the transport hangs it up."""
     uid = "1764577800.307"
     await talking(h, peer, uid)
@@ -221,3 +226,66 @@ async def test_a_caller_who_hangs_up_after_an_attended_transfer_does_not_leave_t
     assert transfer_kinds(h, uid) == ["transfer_started", "leg_answered", "transfer_completed", "leg_ended"]
     ended = h.events(uid, "leg_ended")[0]["data"]
     assert (ended["talk_s"], ended["reason"]) == (75, "caller-hangup")
+
+
+async def test_a_colleague_who_hangs_up_while_consulting_hands_the_caller_back_to_the_agent(h, peer):
+    """The consultation's bridge dissolves under the agent, whose phone goes on at ``s,2``
+    (AGI again, not ``Hangup()``): the controller joins the caller, on hold, to it again."""
+    uid = "1764577800.308"
+    agent_uid, agent_chan = await talking(h, peer, uid)
+    target = await ring(h, peer, uid, "attended")
+    h.clock.advance(5)
+    peer.answer(target)
+    await peer.wait_for("Bridge", 2)  # anna consults Åsa
+    await peer.wait_for("AGI", 2, Channel=peer.names[uid], Command="SET MUSIC ON")
+
+    h.clock.advance(40)
+    peer.hangup(target)  # Åsa hangs up on anna
+    back = await peer.wait_for("Bridge", 3)
+    assert (back["Channel1"], back["Channel2"]) == (peer.names[uid], agent_chan)
+    assert agi(peer, uid)[-1] == "SET MUSIC OFF"  # before the bridge: anna does not hear the hold music
+    await until(lambda: peer.channels.get(agent_uid) is not None and peer.channels[agent_uid].peer is not None
+                and peer.channels[agent_uid].peer.uniqueid == uid, what="the caller and anna in one bridge")
+    failed = h.events(uid, "transfer_failed")[0]["data"]
+    assert (failed["reason"], failed["fallback"]) == ("target-left", "agent")
+    assert h.center.talking == {uid: "anna"} and h.center.queues.agent_state("anna") == "talking"
+    assert not h.events(uid, "survey") and h.center.transfer_state(uid)["state"] == "failed"
+
+    h.clock.advance(30)
+    peer.hangup(agent_uid)  # anna finishes the call as usual: the survey, then wrap-up
+    await survey_and_goodbye(h, peer, uid)
+    assert h.center.queues.agent_state("anna") == "wrapup"
+    assert transfer_kinds(h, uid) == ["transfer_started", "leg_answered", "leg_ended", "transfer_failed"]
+    assert h.events(uid, "leg_ended")[0]["data"]["talk_s"] == 40
+    row = h.row(uid)
+    assert (row["agent"], row["status"], row["talk_s"]) == ("anna", "ended", 105)
+
+
+async def test_an_agent_whose_caller_hangs_up_is_hung_up_not_left_waiting_in_agi(h, peer):
+    """After its bridge the agent's phone goes on at ``s,2``, AGI again (where a colleague who
+    leaves a consultation hands the caller back): at the end of an ordinary call the controller
+    hangs it up."""
+    uid = "1764577800.309"
+    agent_uid, agent_chan = await talking(h, peer, uid)
+    h.clock.advance(60)
+    peer.hangup(uid)  # the caller hangs up first: anna's phone is left alone, back in AGI
+    await peer.wait_for("Hangup", Channel=agent_chan)
+    await until(lambda: agent_uid not in peer.channels, what="anna's phone to be hung up")
+    assert h.center.queues.agent_state("anna") == "wrapup" and h.center.talking == {}
+    row = h.row(uid)
+    assert (row["agent"], row["status"], row["talk_s"]) == ("anna", "ended", 60)
+
+
+def test_the_peer_runs_the_agent_context_as_docs_asterisk_md_writes_it():
+    """The fake's next-step table is the documented dialplan (``[ivr-agent]``), app by priority."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "asterisk.md").read_text(encoding="utf-8")
+    section = re.search(r"^\[ivr-agent\]\n(.*?)(?=^\[|^```)", text, re.M | re.S)
+    assert section is not None, "docs/asterisk.md has no [ivr-agent] dialplan"
+    documented: dict[tuple[str, str], list[str]] = {}
+    exten = ""
+    for line in section.group(1).splitlines():
+        if m := re.match(r"\s*(exten|same) => (?:([^,]+),)?(?:\d+|n),(\w+)\(", line):
+            exten = m.group(2) if m.group(1) == "exten" else exten
+            documented.setdefault(("ivr-agent", exten), []).append(m.group(3))
+    assert documented == {("ivr-agent", "s"): ["AGI", "AGI", "Hangup"]}
+    assert AmiPeer().dialplan == documented

@@ -6,8 +6,11 @@ phone waits in AsyncAGI; its ``ChannelId`` is ours, so its ``AsyncAGIStart`` and
 ``Hangup`` are recognised. Answered: the offer is accepted, and the controller's
 ``connect`` asks the caller's line to join it (the AMI ``Bridge`` action). Refused,
 unreachable or hung up while ringing: declined, so the next agent rings. Hung up after
-answering: the agent has left the call. A callback rings the agent first, then dials the
-citizen (through the transfer context) and joins the two.
+answering: the agent has left the call. Back in AGI after its bridge dissolved
+(``agent_context``'s ``s,2``: the caller hung up, or a transfer moved the caller on): hung
+up, unless the colleague the agent was consulting left (the caller is joined to it again).
+A callback rings the agent first, then dials the citizen (through the transfer context)
+and joins the two.
 """
 
 from __future__ import annotations
@@ -157,7 +160,11 @@ class AgentSide:
     def _leg_answered(self, leg: AgentLeg, channel: str) -> None:
         leg.channel = channel
         if leg.cancelled or leg.state != "ringing":
-            self._spawn(self._hangup_channel(channel))
+            # answered too late, or back in AGI (agent_context's s,2) after its bridge dissolved:
+            # hung up, unless the colleague the agent consults left (the caller is joined to it)
+            if not (leg.kind == "call" and leg.state == "talking" and leg.call_id in self.lines
+                    and self.xfers.agent_back(leg.call_id)):
+                self._spawn(self._hangup_channel(channel))
             return
         leg.state = "answered"
         if leg.kind == "citizen":  # a callback reached the citizen: join the agent
@@ -205,6 +212,8 @@ class AgentSide:
             self._leg_failed(leg, why)
             return
         self._forget_leg(leg)
+        if leg.kind == "call":
+            self.xfers.agent_back(leg.call_id, in_agi=False)  # a return to the agent waits no more
         line = self.lines.get(leg.call_id)
         if line is not None and line.bridge_to is leg:
             line.bridge_to = None

@@ -15,18 +15,23 @@ Built on what the transport already drives (AsyncAGI, ``Originate``, ``Bridge``)
   takes it out of its bridge) and the two-party bridge it leaves dissolves: the one left
   behind goes on at its next dialplan priority. So the agent who is moved to the
   colleague leaves the caller in ``[ivr]``'s next ``AGI(agi:async)``, where the line puts
-  them on hold (music); the agent left behind by a completed transfer goes on to
-  ``agent_context``'s ``Hangup()``.
-* An attended target is originated into ``agent_context``'s ``consult`` extension, whose
-  next priority is ``AGI(agi:async)`` again, not ``Hangup()``: when the agent hangs up
-  while consulting (which completes the transfer: ``JoinTarget``), the dissolving bridge
-  sends the colleague back to AGI, and the join waits for that ``AsyncAGIStart`` before
-  its ``Bridge``. A colleague back in AGI after its caller has gone is hung up here.
+  them on hold (music). Phones (the agents' and the targets') wait in ``agent_context``'s
+  ``s``, whose second priority is ``AGI(agi:async)`` again: a phone whose bridge dissolves
+  comes back under our control, and is joined to the caller or hung up. So the agent left
+  behind by a completed transfer is back in AGI, and the transport hangs it up.
+* When the agent hangs up while consulting (which completes the transfer: ``JoinTarget``),
+  the dissolving bridge sends the colleague back to AGI (``s,2``), and the join waits for
+  that ``AsyncAGIStart`` before its ``Bridge``. A colleague back in AGI after its caller has
+  gone is hung up here.
 * ``ReturnToAgent`` after a consultation is ``Bridge caller + agent`` (the colleague, left
-  alone, goes on to ``consult,2``; the ``DropTarget`` hangs it up); it is carried out
-  *before* the ``DropTarget`` of the same turn, since hanging up the colleague first would
-  dissolve the agent's bridge and hang the agent up. While the target still rings,
-  nothing has moved: a no-op.
+  alone, goes on to ``s,2``; the ``DropTarget`` hangs it up); it is carried out *before*
+  the ``DropTarget`` of the same turn. When the *colleague* hung up (the machine's
+  ``leg_ended`` while consulting), the dissolving bridge sends the agent's phone on to
+  ``s,2``: the transport reports that ``AsyncAGIStart`` here
+  (:meth:`AsteriskTransfers.agent_back`), and the return waits for it (at most
+  ``BACK_IN_AGI_S``) before joining the caller. An agent's phone back in AGI that no
+  transfer waits for (the end of an ordinary call) is hung up by the transport. While the
+  target still rings, nothing has moved: a no-op.
 * ``DropTarget`` is ``Hangup`` of the target's channel (found by our ``ChannelId`` while it
   rings). ``ToMessage`` with the agent still on the line hangs up the agent's channel so
   the caller comes back to AGI, where the flow records the message.
@@ -53,8 +58,7 @@ from ivr.transports.ami import AmiError
 log = logging.getLogger(__name__)
 
 RING_MARGIN_S = 10  # the Originate outlives the machine's ring timeout: the machine decides
-CONSULT_EXTEN = "consult"  # agent_context's extension for attended targets: AGI again after the consultation
-BACK_IN_AGI_S = 5.0  # how long a join waits for the colleague to come back to AGI (Asterisk: milliseconds)
+BACK_IN_AGI_S = 5.0  # how long a join waits for a phone to come back to AGI (Asterisk: milliseconds)
 FAILURES = {"5": "busy", "3": "no-answer", "1": "no-answer", "8": "failed"}  # OriginateResponse Reason
 
 
@@ -82,9 +86,8 @@ def originate(leg: TargetLeg, action: tr.RingTarget, *, agent_context: str, tran
               caller_id: str | None) -> dict[str, str]:
     """The ``Originate`` that rings the target into ``agent_context`` (AsyncAGI)."""
     endpoint = action.target.endpoint or ""
-    exten = CONSULT_EXTEN if leg.kind == "attended" else "s"
     fields = {"Action": "Originate", "ActionID": f"xfer-{leg.uniqueid}",
-              "Channel": dial_string(endpoint, transfer_context), "Context": agent_context, "Exten": exten,
+              "Channel": dial_string(endpoint, transfer_context), "Context": agent_context, "Exten": "s",
               "Priority": "1", "Async": "true", "ChannelId": leg.uniqueid,
               "Timeout": str(int((action.timeout_s + RING_MARGIN_S) * 1000)),
               "Variable": f"IVR_TRANSFER={leg.call_id}"}
@@ -135,6 +138,9 @@ class AsteriskTransfers:
         self.report = report
         self.legs: dict[str, TargetLeg] = {}       # uniqueid -> leg
         self.by_call: dict[str, TargetLeg] = {}    # call id -> the live leg
+        # call id -> set once the agent's phone is back in AGI (or gone); present while the agent
+        # consults, whose bridge brings it back to AGI (s,2) only if the colleague leaves it
+        self.consulting: dict[str, asyncio.Event] = {}
 
     # ------------------------------------------------------------------ machine -> AMI
 
@@ -181,8 +187,11 @@ class AsteriskTransfers:
                                                      transfer_context=self.transfer_context,
                                                      caller_id=caller_id))
                 case tr.Consult():
-                    await self._bridge(action, self.channels(action.call_id)[1])
+                    self.consulting[action.call_id] = asyncio.Event()
+                    if not await self._bridge(action, self.channels(action.call_id)[1]):
+                        self.consulting.pop(action.call_id, None)
                 case tr.JoinTarget():
+                    self.consulting.pop(action.call_id, None)  # the agent, left alone, is hung up
                     leg = self.by_call.get(action.call_id)
                     if leg is None or leg.channel is None:
                         self.report("refused", action.call_id, "JoinTarget: no channel to join")
@@ -196,10 +205,17 @@ class AsteriskTransfers:
                         leg.in_agi.clear()
                 case tr.ReturnToAgent():
                     leg = self.by_call.get(action.call_id)
-                    agent = self.channels(action.call_id)[1]
-                    if leg is not None and leg.state == "answered" and agent:
+                    back = self.consulting.pop(action.call_id, None)
+                    if (leg is None or leg.state == "gone") and back is not None:
+                        # the colleague hung up: the agent's phone comes back to AGI (s,2) first
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(back.wait(), BACK_IN_AGI_S)
+                    elif leg is None or leg.state != "answered":
+                        continue  # still ringing: nothing has moved
+                    if agent := self.channels(action.call_id)[1]:
                         await self._join(action, agent)
                 case tr.DropTarget():
+                    self.consulting.pop(action.call_id, None)
                     leg = self.by_call.pop(action.call_id, None)
                     if leg is not None and leg.state != "gone":
                         leg.state = "gone"
@@ -209,18 +225,20 @@ class AsteriskTransfers:
                     if agent:
                         await self._do(action, {"Action": "Hangup", "Channel": agent}, report=False)
 
-    async def _bridge(self, action: tr.Action, channel: str | None) -> None:
+    async def _bridge(self, action: tr.Action, channel: str | None) -> bool:
         leg = self.by_call.get(action.call_id)
         if leg is None or leg.channel is None or not channel:
             self.report("refused", action.call_id, f"{type(action).__name__}: no channel to join")
-            return
+            return False
         fields = {"Action": "Bridge", "Channel1": channel, "Channel2": leg.channel, "Tone": "no"}
-        if await self._do(action, fields):
-            leg.in_agi.clear()  # consulting: when that bridge dissolves it comes back to AGI (consult,2)
+        if not await self._do(action, fields):
+            return False
+        leg.in_agi.clear()  # consulting: when that bridge dissolves it comes back to AGI (s,2)
+        return True
 
     async def _back_in_agi(self, leg: TargetLeg) -> None:
         """The consultation's bridge dissolved under the colleague (the agent hung up): wait
-        until it has gone on to ``consult``'s next ``AGI(agi:async)`` (its ``AsyncAGIStart``),
+        until it has gone on to ``s``'s next ``AGI(agi:async)`` (its ``AsyncAGIStart``),
         or has hung up. A ``Bridge`` sent meanwhile could find it still leaving the dissolving
         bridge, which Asterisk refuses to move a channel out of."""
         if not leg.in_agi.is_set():
@@ -271,10 +289,20 @@ class AsteriskTransfers:
             leg.state = "answered"
             self.report("answered", leg.call_id)
         elif leg.state == "answered" and (leg.joined or self.channels(leg.call_id)[0] is None):
-            # consult,2 after the caller left it (its Hangup came first): nothing will join it
+            # s,2 after the caller left it (its Hangup came first): nothing will join it
             leg.state = "gone"
             self._spawn(self._hang_up(channel))
         return True
+
+    def agent_back(self, call_id: str, *, in_agi: bool = True) -> bool:
+        """The phone of the agent of ``call_id`` is back in AGI (``s,2``: its bridge dissolved)
+        or, ``in_agi=False``, gone. True when a transfer keeps it (the agent consults: the
+        colleague left, and ``ReturnToAgent`` joins the caller to it); False: nothing will."""
+        back = self.consulting.get(call_id)
+        if back is None:
+            return False
+        back.set()
+        return in_agi
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
