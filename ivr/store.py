@@ -45,7 +45,6 @@ summarize = summary.summarize  # the calls row of one call (kept here for caller
 
 SCHEMA_VERSION = 5
 BATCH_MAX = 500  # queue items drained after the first one, per transaction
-CALLER_CACHE = 4096  # numbers whose hash and mask are remembered (live calls; personal data, bounded)
 BUSY_TIMEOUT_MS = 5000
 RETRY_FIRST_DELAY_S = 0.02
 RETRY_MAX_DELAY_S = 2.0
@@ -303,8 +302,6 @@ class EventLog:
         self._live_seq: dict[str, int] = {}
         self._ended_seq: OrderedDict[str, int] = OrderedDict()
         self._abandon = threading.Event()
-        self._callers_lock = threading.Lock()
-        self._callers: OrderedDict[str | None, tuple[str | None, str | None]] = OrderedDict()
         self._at_memo: tuple[datetime | None, str] = (None, "")  # the last trace time, formatted
         self.last_error: str | None = None  # of the write being retried, if any
         self._writer = threading.Thread(
@@ -366,25 +363,8 @@ class EventLog:
         memo = self._at_memo  # the traces of one event share one time: format it once
         if memo[0] is not at:
             memo = self._at_memo = (at, format_at(at))
-        return memo[1], kind, node, encode_json(self._scrub(trace.data)) if trace.data else "{}"
-
-    def _scrub(self, data: dict[str, Any]) -> dict[str, Any]:
-        """:func:`ivr.privacy.scrub_caller`, remembering each number's hash and mask (a
-        phonenumbers parse costs more than the rest of an append)."""
-        if "caller" not in data:
-            return data
-        raw = data["caller"]
-        number = None if raw is None else str(raw)
-        with self._callers_lock:
-            found = self._callers.get(number)
-            if found is None:
-                scrubbed = scrub_caller({"caller": number}, self._hash_key)
-                found = self._callers[number] = (scrubbed["caller_hash"], scrubbed["caller_masked"])
-                if len(self._callers) > CALLER_CACHE:
-                    self._callers.popitem(last=False)
-        clean = {k: v for k, v in data.items() if k != "caller"}
-        clean["caller_hash"], clean["caller_masked"] = found
-        return clean
+        data = encode_json(scrub_caller(trace.data, self._hash_key)) if trace.data else "{}"
+        return memo[1], kind, node, data
 
     def append_agent(self, agent: str, at: datetime, state: str, reason: str | None = None,
                      call_id: str | None = None) -> None:
