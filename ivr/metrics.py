@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ivr.staffing import local_day
 from ivr.transfer_report import transfer_report
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -239,7 +240,8 @@ def compute(
     (``messages``) and agent transfers (``agent_transfers``: per queue and per menu choice, with
     misroutes within ``misroute_window_s``), and the ``parameters`` it was computed with.
     """
-    first, last = _day(date_from, "date_from"), _day(date_to, "date_to")
+    first = local_day(date_from, "date_from", MetricsError)
+    last = local_day(date_to, "date_to", MetricsError)
     if last < first:
         raise MetricsError(f"date_to {last} is before date_from {first}")
     if not isinstance(as_of, datetime) or as_of.utcoffset() is None:
@@ -596,17 +598,6 @@ def _check_schema(path: Path) -> None:
     if version != SCHEMA_VERSION:
         raise MetricsError(f"{path}: event log schema {version}, reports need {SCHEMA_VERSION} "
                            "(open it once with this version of ivr to migrate it)")  # fmt: skip
-
-
-def _day(value: date | str, name: str) -> date:
-    if isinstance(value, datetime):
-        raise MetricsError(f"{name} must be a local date, not a time: {value!r}")
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(value)
-    except (TypeError, ValueError) as exc:
-        raise MetricsError(f"{name} must be a date YYYY-MM-DD, not {value!r}") from exc
 
 
 def _days(first: date, last: date) -> list[date]:

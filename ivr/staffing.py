@@ -268,7 +268,8 @@ def hourly_demand(
     when given), so days the switchboard was shut do not dilute the figures. AHT is
     talk + wrap-up (a missing wrap-up counts as 0) over the answered calls.
     """
-    first, last = _day(date_from, "date_from"), _day(date_to, "date_to")
+    first = local_day(date_from, "date_from", StaffingError)
+    last = local_day(date_to, "date_to", StaffingError)
     if last < first:
         raise StaffingError(f"date_to {last} is before date_from {first}")
     params = {"first": first.isoformat(), "last": last.isoformat(), "queue": queue}
@@ -364,15 +365,17 @@ def _load(calls_per_hour: float, aht_s: float) -> float:
     return traffic_erlangs(calls_per_hour, aht_s)
 
 
-def _day(value: date | str, name: str) -> date:
+def local_day(value: date | str, name: str, error: type[Exception] = ValueError) -> date:
+    """``value`` as a local date (a ``date`` or ``YYYY-MM-DD``); ``error`` naming ``name`` if not.
+    Shared with :mod:`ivr.metrics` (this module imports the standard library only)."""
     if isinstance(value, datetime):
-        raise StaffingError(f"{name} must be a local date, not a time: {value!r}")
+        raise error(f"{name} must be a local date, not a time: {value!r}")
     if isinstance(value, date):
         return value
     try:
         return date.fromisoformat(value)
     except (TypeError, ValueError) as exc:
-        raise StaffingError(f"{name} must be a date YYYY-MM-DD, not {value!r}") from exc
+        raise error(f"{name} must be a date YYYY-MM-DD, not {value!r}") from exc
 
 
 def _connect(path: Path) -> sqlite3.Connection:
