@@ -311,6 +311,10 @@ class QueueEngine(_Reactions):
     def agent_state(self, agent: str) -> str:
         return self._agent(agent).state.name
 
+    def agent_call(self, agent: str) -> str | None:
+        """The call the agent is offered, talking to or wrapping up; None when free."""
+        return self._agent(agent).state.call_id
+
     def queue_config(self, queue: str) -> QueueConfig:
         """A queue's settings; QueueError (with the closest name) for an unknown queue."""
         return self._queue(queue).config

@@ -58,10 +58,9 @@ class Messages:
 
     async def may_hand_off(self, user: User, call_id: str) -> bool:
         center = self.runtime.center
-        if user.agent is not None:  # the call the agent is on, or is wrapping up
-            mine = self.runtime.queues.snapshot(self.runtime.now())["agents"].get(user.agent, {})
-            if center.call_of(user.agent) == call_id or mine.get("call_id") == call_id:
-                return True
+        agent = user.agent
+        if agent is not None and call_id in (center.call_of(agent), self.runtime.queues.agent_call(agent)):
+            return True  # the call the agent is on, or is wrapping up
         if user.role == "supervisor" and call_id in center.sessions:
             return True
         sql = "SELECT agent FROM calls WHERE call_id = ?"
