@@ -67,8 +67,8 @@ class TransferWebhooks(Webhooks):
         if line is None or not self._ringing(line, n):
             log.info("twilio: call %s: transfer %d answered too late; the target is let go", hook.sid, n)
             return _reply(HANG_UP)
-        if (seen := line.replies.get(hook.fingerprint)) is not None:
-            return _reply(seen)
+        if (seen := self._replayed(line, hook)) is not None:
+            return seen
         # not inside handling(): whatever changes the caller's line goes out by REST
         self.center.transfer_event(self.runtime.now(), hook.sid, "answered")
         self.runtime.poke()
@@ -83,8 +83,8 @@ class TransferWebhooks(Webhooks):
         line = self._line(hook)
         if line is None:
             return _reply(twiml.sorry(self.t.style))
-        if (seen := line.replies.get(hook.fingerprint)) is not None:
-            return _reply(seen)
+        if (seen := self._replayed(line, hook)) is not None:
+            return seen
         if hook.params.get("CallStatus") in ENDED:  # the caller hung up
             self._hang_up(line)
             return self._done(line, hook, twiml.empty())
@@ -149,8 +149,8 @@ class TransferWebhooks(Webhooks):
         conf = line.conf if line is not None else None
         if line is None or conf is None or conf.transfer != n or conf.colleague in ("none", "gone"):
             return _reply(twiml.empty())  # over already (cancelled, rung out): nothing to say
-        if (seen := line.replies.get(hook.fingerprint)) is not None:
-            return _reply(seen)
+        if (seen := self._replayed(line, hook)) is not None:
+            return seen
         line.remember(hook.fingerprint, twiml.empty())
         if status == "in-progress" and conf.colleague == "ringing":
             conf.colleague = "answered"
@@ -176,8 +176,8 @@ class TransferWebhooks(Webhooks):
         line = self._line(hook)
         if line is None:
             return _reply(HANG_UP if role == "agent" else twiml.sorry(self.t.style))
-        if (seen := line.replies.get(hook.fingerprint)) is not None:
-            return _reply(seen)
+        if (seen := self._replayed(line, hook)) is not None:
+            return seen
         now, center = self.runtime.now(), self.center
         if role == "agent":
             agent = line.agent

@@ -197,6 +197,12 @@ class Webhooks:
             log.warning("twilio: webhook for unknown call %s (not started here, or long over)", hook.sid)
         return line
 
+    @staticmethod
+    def _replayed(line: Line, hook: Hook) -> web.Response | None:
+        """Twilio's retry of a webhook already answered: the same answer, nothing recorded."""
+        seen = line.replies.get(hook.fingerprint)
+        return None if seen is None else _reply(seen)
+
     def _done(self, line: Line, hook: Hook, doc: str) -> web.Response:
         self.t.settle(line)
         line.remember(hook.fingerprint, doc)
@@ -237,8 +243,8 @@ class Webhooks:
         line = self._line(hook)
         if line is None:
             return _reply(twiml.sorry(self.t.style))
-        if (seen := line.replies.get(hook.fingerprint)) is not None:
-            return _reply(seen)
+        if (seen := self._replayed(line, hook)) is not None:
+            return seen
         if step != line.step or line.closed or line.mode != "flow":
             log.info("twilio: call %s: stale answer for step %d (now %d); nothing recorded",
                      hook.sid, step, line.step)
@@ -308,8 +314,8 @@ class Webhooks:
         line = self._line(hook)
         if line is None:
             return _reply(twiml.leave())
-        if (seen := line.replies.get(hook.fingerprint)) is not None:
-            return _reply(seen)
+        if (seen := self._replayed(line, hook)) is not None:
+            return seen
         if digits != "1" or line.mode != "waiting" or line.closed:
             return _reply(twiml.empty())  # the round ends; Twilio asks waitUrl again
         with self.t.handling(hook.sid):
@@ -327,8 +333,8 @@ class Webhooks:
         line = self._line(hook)
         if line is None:
             return _reply(twiml.sorry(self.t.style))
-        if (seen := line.replies.get(hook.fingerprint)) is not None:
-            return _reply(seen)
+        if (seen := self._replayed(line, hook)) is not None:
+            return seen
         if result == "hangup":  # hung up while waiting: abandoned
             self._hang_up(line)
             return self._done(line, hook, twiml.empty())
@@ -347,8 +353,8 @@ class Webhooks:
         line = self._line(hook)
         if line is None:
             return _reply(twiml.sorry(self.t.style))
-        if (seen := line.replies.get(hook.fingerprint)) is not None:
-            return _reply(seen)
+        if (seen := self._replayed(line, hook)) is not None:
+            return seen
         if line.closed and not line.dirty():
             return self._done(line, hook, HANG_UP)
         return self._done(line, hook, self.t.current_doc(line, hook.base))
@@ -372,8 +378,8 @@ class Webhooks:
         if line is None or line.closed or line.agent != agent or line.mode not in ("ringing", "talking"):
             log.info("twilio: agent %s answered call %s, which is no longer theirs", agent, hook.sid)
             return _reply(twiml.refuse_agent(self.t.style))
-        if (seen := line.replies.get(hook.fingerprint)) is not None:
-            return _reply(seen)
+        if (seen := self._replayed(line, hook)) is not None:
+            return seen
         line.agent_sid = hook.params.get("CallSid") or line.agent_sid  # the agent's leg: for transfers
         if line.mode == "ringing":
             with self.t.handling(hook.sid):
@@ -396,8 +402,8 @@ class Webhooks:
         line = self._line(hook)
         if line is None:
             return _reply(twiml.sorry(self.t.style))
-        if (seen := line.replies.get(hook.fingerprint)) is not None:
-            return _reply(seen)
+        if (seen := self._replayed(line, hook)) is not None:
+            return seen
         if hook.params.get("CallStatus") in ENDED:  # the caller hung up
             self._hang_up(line)
             return self._done(line, hook, twiml.empty())
