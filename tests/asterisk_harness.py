@@ -11,7 +11,7 @@ import asyncio
 import time
 import wave
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +27,12 @@ from ivr.transports.asterisk import AsteriskTransport, attach
 from ivr.transports.asterisk_line import LineConfig
 
 from .ami_peer import AmiPeer
+from .conftest import ManualClock
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)  # a Tuesday, 09:30 in Stockholm: open
 SECRET = "s3cret-ami"
 KEY = b"asterisk-test-key-0123456"
-
-
-class ManualClock:
-    def __init__(self, now: datetime):
-        self.value = now
-
-    def now(self) -> datetime:
-        return self.value
-
-    def advance(self, seconds: float) -> datetime:
-        self.value += timedelta(seconds=seconds)
-        return self.value
 
 
 def write_wav(path: Path, seconds: float = 0.1) -> None:

@@ -37,8 +37,9 @@ class ManualClock:
     def now(self) -> datetime:
         return self.value
 
-    def advance(self, **kw: float) -> datetime:
-        self.value += timedelta(**kw)
+    def advance(self, seconds: float = 0.0, **kw: float) -> datetime:
+        """Move on by ``seconds`` (and/or ``timedelta`` keywords: ``minutes=2``)."""
+        self.value += timedelta(seconds=seconds, **kw)
         return self.value
 
 

@@ -17,19 +17,11 @@ from ivr.store import EventLog
 from ivr.web import api as api_module
 from ivr.web import directory as directory_module
 
-from .conftest import FIXTURES, ROOT
+from .conftest import FIXTURES, ROOT, ManualClock
 from .test_directory import EXPECTED_PROBLEMS
 
 FILES = FIXTURES / "directory"
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # 09:00 in Stockholm
-
-
-class ManualClock:
-    def __init__(self, now: datetime):
-        self.value = now
-
-    def now(self) -> datetime:
-        return self.value
 
 
 def basic(user: str) -> dict[str, str]:

@@ -11,17 +11,9 @@ from ivr.config import load_settings
 from ivr.server import Runtime, is_loopback, make_app
 from ivr.store import EventLog
 
-from .conftest import ROOT
+from .conftest import ROOT, ManualClock
 
 T0 = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
-
-
-class ManualClock:
-    def __init__(self, now: datetime):
-        self.value = now
-
-    def now(self) -> datetime:
-        return self.value
 
 
 @pytest.fixture

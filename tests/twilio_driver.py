@@ -52,13 +52,15 @@ import logging
 import secrets
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from twilio.http import AsyncHttpClient, HttpClient
 from twilio.http.response import Response
+
+from .conftest import ManualClock
 
 ACCOUNT_SID = "AC" + "5" * 32
 AUTH_TOKEN = "twilio-test-token-0123456789abcdef"
@@ -73,18 +75,6 @@ def sign(token: str, url: str, params: dict[str, str]) -> str:
     data = url + "".join(k + params[k] for k in sorted(params))
     mac = hmac.new(token.encode(), data.encode(), hashlib.sha1)
     return base64.b64encode(mac.digest()).decode()
-
-
-class ManualClock:
-    def __init__(self, now: datetime):
-        self.value = now
-
-    def now(self) -> datetime:
-        return self.value
-
-    def advance(self, seconds: float) -> datetime:
-        self.value += timedelta(seconds=seconds)
-        return self.value
 
 
 # ---------------------------------------------------------------------------- REST
