@@ -24,8 +24,10 @@ transfer_report` (:func:`transfer_figures`), under ``agent_transfers``.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
+import operator
 import sqlite3
 import statistics
 import threading
@@ -292,8 +294,8 @@ def compute(
 TRANSFER_NAMES = ("transfers", "to_queue", "to_directory", "to_number", "attended", "failed", "misroutes")
 _TRANSFER_CALLS = """SELECT DISTINCT call_id FROM events INDEXED BY events_transfers WHERE at >= :start
 AND at < :end AND kind IN ('transfer_started', 'queue_transferred')"""
-_TRANSFER_EVENTS = """SELECT call_id, seq, at, kind, node, data FROM events WHERE call_id = :call_id
-ORDER BY seq"""
+_TRANSFER_EVENTS = """SELECT call_id, seq, at, kind, node, data FROM events WHERE call_id IN ({calls})
+ORDER BY call_id, seq"""
 
 
 def transfer_figures(connections: _Connections, first: date, last: date, queue: str | None,
@@ -310,10 +312,10 @@ def transfer_figures(connections: _Connections, first: date, last: date, queue: 
     if queue is not None:
         sql += " AND call_id IN (SELECT call_id FROM calls WHERE queue = :queue)"
         params["queue"] = queue
-    ids = [row[0] for row in connections.query(sql, params)]
+    rows = connections.query(_TRANSFER_EVENTS.format(calls=sql), params)  # one pass, (call_id, seq) index
     calls = [[{"call_id": c, "seq": seq, "at": at, "kind": kind, "node": node, "data": _json(data)}
-              for c, seq, at, kind, node, data in connections.query(_TRANSFER_EVENTS, {"call_id": call_id})]
-             for call_id in ids]  # a few calls, one lookup each along the (call_id, seq) index
+              for c, seq, at, kind, node, data in events]
+             for _, events in itertools.groupby(rows, key=operator.itemgetter(0))]
     report = transfer_report(calls, misroute_window_s=misroute_window_s)
     for scope in ("by_queue", "by_menu_choice"):  # answers are the call KPIs' business
         report[scope] = {k: {n: v[n] for n in TRANSFER_NAMES} for k, v in report[scope].items()}
