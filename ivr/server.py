@@ -142,7 +142,11 @@ class Runtime:
         self.center = ContactCenter(self.flow, self.queues, schedules=settings.hours, board=self.board,
                                     sink=sink, transport=self.router,
                                     transfers=Transfers(settings.transfers.policy()))
-        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start() when timers run
+        self._timer: asyncio.TimerHandle | None = None  # wakes at the next deadline
+        self._timer_due: datetime | None = None
+        self._rearm_pending = False
+        self.tick_retry_s = 1.0  # after a failed tick (not a hot loop of failures)
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self.started = self.clock.now()
@@ -151,8 +155,38 @@ class Runtime:
         return self.clock.now()
 
     def poke(self) -> None:
-        """Something changed: the next deadline may be sooner than the timer loop thinks."""
-        self._wake.set()
+        """Something changed: the next deadline may have moved. Cheap: one ``call_soon``
+        per loop iteration however many webhooks poke, and the timer is only moved when the
+        deadline did."""
+        if self._loop is not None and not self._rearm_pending:
+            self._rearm_pending = True
+            self._loop.call_soon(self._rearm)
+
+    def _rearm(self) -> None:
+        self._rearm_pending = False
+        due = self.center.next_deadline()
+        if due == self._timer_due and (due is None or self._timer is not None):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_due = due
+        if due is not None and self._loop is not None:
+            delay = max(0.0, (due - self.now()).total_seconds())
+            self._timer = self._loop.call_at(self._loop.time() + delay, self._fire)
+
+    def _fire(self) -> None:
+        """The queue engine's deadline: let it act (ring-outs, wrap-up ends, announcements)."""
+        due, self._timer, self._timer_due = self._timer_due, None, None
+        try:
+            self.center.tick(self.now())
+        except Exception:  # one bad timer must not stop the others: try again a little later
+            log.exception("queue timers: tick failed; trying again in %s s", self.tick_retry_s)
+            if self._loop is not None:
+                self._timer_due = due
+                self._timer = self._loop.call_later(self.tick_retry_s, self._fire)
+            return
+        self._rearm()
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
@@ -165,7 +199,8 @@ class Runtime:
 
     async def start(self) -> None:
         if self.timers:
-            self.spawn(self._timer_loop(), "queue-timers")
+            self._loop = asyncio.get_running_loop()
+            self.poke()
             self.spawn(self._purge_loop(), "daily-purge")
 
     async def stop(self) -> None:
@@ -174,6 +209,9 @@ class Runtime:
                 await closer()
             except Exception:
                 log.exception("closing a transport failed")
+        if self._timer is not None:
+            self._timer.cancel()
+        self._loop = self._timer = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -183,18 +221,6 @@ class Runtime:
         close = getattr(self.sink, "close", None)
         if close is not None:
             await asyncio.get_running_loop().run_in_executor(None, close)
-
-    async def _timer_loop(self) -> None:
-        while True:
-            due = self.center.next_deadline()
-            delay = None if due is None else max(0.0, (due - self.now()).total_seconds())
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation
-            # that stops this loop at shutdown.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            self._wake.clear()
-            self.center.tick(self.now())
 
     async def _purge_loop(self) -> None:
         from ivr.retention import purge
@@ -231,7 +257,7 @@ class Metrics:
         self.waiting = Gauge("ivr_callers_waiting", "Callers waiting per queue", ["queue"],
                              registry=self.registry)
         self.agents = Gauge("ivr_agents", "Agents by state", ["state"], registry=self.registry)
-        self.latency = Histogram("ivr_webhook_seconds", "Time to answer a request", ["route"],
+        self.latency = Histogram("ivr_webhook_seconds", "Time to answer a webhook (and /healthz)", ["route"],
                                  registry=self.registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
         self._latency_of: dict[str, Any] = {}  # route -> its histogram (labels() costs a lock each time)
@@ -259,16 +285,27 @@ class Metrics:
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 
 
-@web.middleware
-async def timing(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                 ) -> web.StreamResponse:
-    start = time.perf_counter()
-    try:
-        return await handler(request)
-    finally:
-        route = request.match_info.route.resource
-        name = route.canonical if route is not None else "unmatched"
-        request.app[METRICS].observe(name, time.perf_counter() - start)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def timed(handler: Handler) -> Handler:
+    """``handler`` with its time to answer in ``/metrics`` (``ivr_webhook_seconds``, by route).
+
+    A wrapper on the routes that need it (the webhooks), not a middleware: aiohttp runs
+    middlewares (two layers, with its own) on every request of every route, which cost the
+    webhooks about a tenth of their throughput (docs/performance.md)."""
+
+    @functools.wraps(handler)
+    async def run(request: web.Request) -> web.StreamResponse:
+        start = time.perf_counter()
+        try:
+            return await handler(request)
+        finally:
+            resource = request.match_info.route.resource
+            name = resource.canonical if resource is not None else "unmatched"
+            request.app[METRICS].observe(name, time.perf_counter() - start)
+
+    return run
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -292,10 +329,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 def make_app(runtime: Runtime, *, setups: list[Callable[[web.Application, Runtime], None]] = ()
              ) -> web.Application:
-    app = web.Application(middlewares=[timing])
+    app = web.Application()
     app[RUNTIME] = runtime
     app[METRICS] = Metrics(runtime)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/healthz", timed(healthz))
     app.router.add_get("/metrics", metrics)
     for setup in setups:
         setup(app, runtime)

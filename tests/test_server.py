@@ -74,6 +74,35 @@ async def test_the_timer_loop_ticks_when_the_queue_deadline_comes(aiohttp_client
     await client.close()
 
 
+async def test_a_failing_tick_does_not_stop_the_timers(aiohttp_client, tmp_path, caplog) -> None:
+    settings = load_settings(ROOT / "config.toml", env={})
+    log = EventLog.open(tmp_path / "t.db", hash_key=b"server-test-key-0123456")
+    clock = ManualClock(T0)
+    runtime = Runtime(settings, sink=log, clock=clock, timers=True)
+    client = await aiohttp_client(make_app(runtime))
+    ticks: list[object] = []
+    real_tick = runtime.center.tick
+
+    def tick(now):
+        ticks.append(now)
+        if len(ticks) == 1:
+            raise RuntimeError("a broken timer")
+        real_tick(now)
+
+    runtime.center.tick = tick
+    runtime.tick_retry_s = 0.0  # no real time in tests: the retry comes on the next pass
+    runtime.center.agent(T0, "anna", "login")
+    real_tick(T0)
+    runtime.queues.join(T0, "c1", "vaxeln")  # offered to anna at once; rings 20 s
+    clock.value = runtime.center.next_deadline()
+    runtime.poke()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(ticks) == 2 and "tick failed" in caplog.text  # logged, and tried again
+    assert runtime.queues.agent_state("anna") == "paused"  # the ring-out was handled
+    await client.close()
+
+
 def test_loopback_detection() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")

@@ -223,3 +223,16 @@ def test_the_signature_check_agrees_with_twilios_request_validator() -> None:
             assert signed(validator, requested, form, signature) \
                 == validator.validate(requested, form, signature), (requested, signed_as)
     assert not signed(validator, urls[0], form, "ö-not-base64")
+
+
+async def test_each_webhook_s_time_to_answer_is_in_the_metrics_by_route(r) -> None:
+    call = r.twilio.call()
+    await call.start()
+    await call.press("4")
+    text = await (await r.twilio.client.get("/metrics")).text()
+    assert 'ivr_webhook_seconds_count{route="/twilio/voice"} 1.0' in text
+    assert 'ivr_webhook_seconds_count{route="/twilio/gather"} 1.0' in text
+    refused = await r.twilio.post(r.twilio.url("/twilio/voice"), params(sid()), signature=None)
+    assert refused.status == 403  # refused requests are answered too, and counted
+    text = await (await r.twilio.client.get("/metrics")).text()
+    assert 'ivr_webhook_seconds_count{route="/twilio/voice"} 2.0' in text

@@ -24,6 +24,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator, add_port, remove_port
 
 from ivr.controller import CALLBACK_CONFIRM
+from ivr.server import timed
 from ivr.transports import twiml
 from ivr.vocabulary import (
     CallerHungUp,
@@ -47,6 +48,7 @@ DTMF = re.compile(r"[0-9*#]*")
 ENDED = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 DIAL_STATUSES = frozenset({"completed", "answered", "busy", "no-answer", "failed", "canceled"})
 XML = "text/xml"
+FORM = "application/x-www-form-urlencoded"
 HANG_UP = '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup /></Response>'
 
 
@@ -136,7 +138,7 @@ class Webhooks:
             ("status", self.status), ("recording-status", self.recording_status),
             *self.more_routes(),
         ):
-            r.add_post(f"/twilio/{path}", handler)
+            r.add_post(f"/twilio/{path}", timed(handler))
 
     def more_routes(self) -> list[tuple[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]]:
         """Routes a subclass adds (the transfers: ``twilio_transfer_hooks``)."""
@@ -150,7 +152,10 @@ class Webhooks:
 
     async def _enter(self, request: web.Request, sid_param: str = "CallSid") -> Hook:
         form = await request.post()
-        params = {k: v for k, v in form.items() if isinstance(v, str)}
+        if request.content_type == FORM:  # every value is text: the parsed form as it is
+            params: Mapping[str, str] = form  # type: ignore[assignment]
+        else:  # anything else Twilio never sends (a multipart upload): its text fields only
+            params = {k: v for k, v in form.items() if isinstance(v, str)}
         raw = request.raw_path  # path and query exactly as Twilio requested them
         base = self.t.public_url or f"{request.scheme}://{request.host}"
         if self.t.validator is not None:
@@ -159,11 +164,19 @@ class Webhooks:
                 raise Reject(403, "forbidden: no X-Twilio-Signature")
             if not signed(self.t.validator, base + raw, form, signature):
                 raise Reject(403, "forbidden: X-Twilio-Signature does not match this request")
+            # The signature is Twilio's HMAC of exactly the URL and the parameters: the same
+            # for a retry of this request and for no other, so it is the retry's fingerprint.
+            fingerprint = signature
         elif not _loopback(request.remote):
             raise Reject(403, "forbidden: unsigned webhooks are only accepted from loopback (demo)")
+        else:
+            digest = hashlib.sha1(raw.encode())
+            for k, v in sorted(params.items()):
+                digest.update(b"\0" + k.encode() + b"=" + v.encode())
+            fingerprint = digest.hexdigest()
         if self.t.public_url is None:
             self.t.base = base
-        query = {k: v for k, v in request.query.items()}
+        query = request.query
         source = query if sid_param in query else params
         sid = source.get(sid_param)
         if not sid:
@@ -171,10 +184,7 @@ class Webhooks:
         if not CALL_SID.fullmatch(sid):
             raise Reject(400, f"bad request: parameter {sid_param}: expected CA followed by 32 "
                               f"lowercase hex digits, got {sid[:40]!r}")
-        digest = hashlib.sha1(raw.encode())
-        for k, v in sorted(params.items()):
-            digest.update(b"\0" + k.encode() + b"=" + v.encode())
-        return Hook(sid, params, query, base, digest.hexdigest())
+        return Hook(sid, params, query, base, fingerprint)
 
     @staticmethod
     def _digits(hook: Hook, *, allow: tuple[str, ...] = ()) -> str:
