@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ivr.config import load_settings
-from ivr.server import Runtime, is_loopback, make_app
+from ivr.server import METRICS, Runtime, is_loopback, make_app
 from ivr.store import EventLog
 
 from .conftest import ROOT, ManualClock
@@ -106,3 +106,24 @@ async def test_a_failing_tick_does_not_stop_the_timers(aiohttp_client, tmp_path,
 def test_loopback_detection() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")
+
+
+async def test_the_webhook_latency_histogram_is_cumulative_per_route(aiohttp_client, runtime) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client = await aiohttp_client(make_app(runtime))
+    metrics = client.app[METRICS]
+    for seconds in (0.0005, 0.001, 0.003, 0.2, 7.0):  # 0.001 is in the 1 ms bucket (le="0.001")
+        metrics.observe("/twilio/voice", seconds)
+    metrics.observe("/twilio/status", 0.02)
+    text = await (await client.get("/metrics")).text()
+    samples = {(s.name, s.labels.get("route"), s.labels.get("le")): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name.startswith("ivr_webhook_seconds")}
+    voice = {le: samples[("ivr_webhook_seconds_bucket", "/twilio/voice", le)]
+             for le in ("0.001", "0.0025", "0.005", "0.25", "1.0", "+Inf")}
+    assert voice == {"0.001": 2, "0.0025": 2, "0.005": 3, "0.25": 4, "1.0": 4, "+Inf": 5}
+    assert samples[("ivr_webhook_seconds_count", "/twilio/voice", None)] == 5
+    assert abs(samples[("ivr_webhook_seconds_sum", "/twilio/voice", None)] - 7.2045) < 1e-9
+    assert samples[("ivr_webhook_seconds_bucket", "/twilio/status", "0.025")] == 1
+    assert samples[("ivr_webhook_seconds_bucket", "/twilio/status", "0.01")] == 0
