@@ -18,7 +18,7 @@ import ipaddress
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -63,10 +63,12 @@ def is_loopback(host: str) -> bool:
 class Router:
     """The controller's one transport: hands each request to the transport owning it."""
 
-    def __init__(self) -> None:
+    def __init__(self, endpoints: Callable[[str], Iterable[str]] | None = None) -> None:
         self.transports: dict[str, Transport] = {}
         self.owner: dict[str, str] = {}  # call_id -> transport name
         self.listeners: list[Callable[[str, Any], None]] = []  # (kind, payload) for live views
+        # agent -> the transports their phone is reachable on (config: [agents.X.endpoints])
+        self.endpoints = endpoints or (lambda _agent: ())
 
     def add(self, name: str, transport: Transport) -> None:
         self.transports[name] = transport
@@ -96,15 +98,25 @@ class Router:
             return
         transport.send(call_id, commands)
 
+    def _for_agent(self, agent: str) -> Transport | None:
+        """The transport that rings ``agent``'s phone: the first of their endpoints that is
+        running; else the first transport (which declines or leaves it to the desk)."""
+        for name in self.endpoints(agent):
+            if name in self.transports:
+                return self.transports[name]
+        return next(iter(self.transports.values()), None)
+
     def offer(self, offer: Offer) -> None:
+        """An offer rings on the line that owns its call; a callback (no call owned by any
+        line yet) on the transport of the agent's endpoint."""
         self.notify("offer", offer)
-        transport = self._for_call(offer.call_id) or next(iter(self.transports.values()), None)
+        transport = self._for_call(offer.call_id) or self._for_agent(offer.agent)
         if transport is not None:
             transport.offer(offer)
 
     def cancel_offer(self, cancel: CancelOffer) -> None:
         self.notify("cancel_offer", cancel)
-        transport = self._for_call(cancel.call_id) or next(iter(self.transports.values()), None)
+        transport = self._for_call(cancel.call_id) or self._for_agent(cancel.agent)
         if transport is not None:
             transport.cancel_offer(cancel)
 
@@ -141,7 +153,7 @@ class Runtime:
         self.queues = QueueEngine(
             {name: QueueConfig.from_settings(q) for name, q in settings.queues.items()},
             {aid: AgentConfig.from_settings(a) for aid, a in settings.agents.items()})
-        self.router = Router()
+        self.router = Router(endpoints=self._agent_endpoints)
         self.center = ContactCenter(self.flow, self.queues, schedules=settings.hours, board=self.board,
                                     sink=sink, transport=self.router,
                                     transfers=Transfers(settings.transfers.policy()))
@@ -156,6 +168,10 @@ class Runtime:
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    def _agent_endpoints(self, agent: str) -> Iterable[str]:
+        settings = self.settings.agents.get(agent)
+        return settings.endpoints.keys() if settings is not None else ()
 
     def poke(self) -> None:
         """Something changed: the next deadline may have moved. Cheap: one ``call_soon``

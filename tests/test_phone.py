@@ -24,6 +24,7 @@ from ivr.web import api as api_module
 from ivr.web import pages as pages_module
 from ivr.web import phone as phone_module
 from ivr.web.auth import SESSION_COOKIE
+from queues import CancelOffer, Offer
 
 from .conftest import ROOT
 from .test_api import ManualClock
@@ -291,16 +292,41 @@ def test_a_recorded_prompt_is_played_from_the_phone_s_recordings_route() -> None
                       "audio": "/phone/recordings/en/welcome.wav"}
 
 
-async def test_the_phone_is_never_the_router_s_fallback_for_callbacks(aiohttp_client, runtime) -> None:
+async def test_a_callback_rings_on_the_transport_of_the_agent_s_endpoint(aiohttp_client, runtime) -> None:
+    """A callback has no line owning it: the Router picks the agent's endpoint's transport,
+    not whichever transport was set up first (the phone, which takes no callbacks)."""
     from .test_api import Line
 
-    def pbx(app, rt):  # a PBX transport set up after the phone, as Twilio and Asterisk are
-        rt.router.add("pbx", Line())
+    class Pbx(Line):
+        def __init__(self) -> None:
+            super().__init__()
+            self.offers: list = []
+            self.cancels: list = []
+
+        def offer(self, offer):
+            self.offers.append(offer)
+
+        def cancel_offer(self, cancel):
+            self.cancels.append(cancel)
+
+    twilio, asterisk = Pbx(), Pbx()
+
+    def pbx(app, rt):  # PBX transports set up after the phone, as setups_for does
+        rt.router.add("asterisk", asterisk)
+        rt.router.add("twilio", twilio)
 
     app = make_app(runtime, setups=[*(functools.partial(m.setup, demo=True)
                                       for m in (api_module, pages_module, phone_module)), pbx])
     await aiohttp_client(app)
-    assert list(runtime.router.transports) == ["pbx", "phone"]
+    assert next(iter(runtime.router.transports)) == "phone"  # first, and yet not the fallback
+    offer = Offer(T0, "anna", "cb-1", "vaxeln", "callback", "+46701112233", None, (), 60.0)
+    runtime.router.offer(offer)  # anna: endpoints twilio, then asterisk (config.toml order)
+    assert twilio.offers == [offer] and asterisk.offers == []
+    runtime.router.cancel_offer(CancelOffer(T0, "anna", "cb-1", "declined"))
+    assert len(twilio.cancels) == 1 and asterisk.cancels == []
+    del runtime.router.transports["twilio"]  # a site on Asterisk only
+    runtime.router.offer(offer)
+    assert asterisk.offers == [offer]
 
 
 async def test_a_call_whose_page_never_listens_is_hung_up_after_the_orphan_time(client) -> None:

@@ -566,13 +566,7 @@ def setup(app: web.Application, runtime: Runtime, *, demo: bool) -> None:
     runtime.router.add(TRANSPORT, transport)
     runtime.on_close(transport.close)
 
-    async def on_startup(_app: web.Application) -> None:
-        # The Router gives offers for calls nobody owns (callbacks) to its first transport;
-        # the phone takes none of those, so it goes last, after Twilio and Asterisk.
-        runtime.router.transports[TRANSPORT] = runtime.router.transports.pop(TRANSPORT)
-
     async def on_shutdown(_app: web.Application) -> None:
         await transport.close()  # end the event streams before the server waits for handlers
 
-    app.on_startup.insert(0, on_startup)
     app.on_shutdown.append(on_shutdown)
