@@ -8,11 +8,19 @@ with the notes (``message_texts``). What reports need stays:
 the keyed hashes, the coded outcomes, the times. So a report gives the same figures
 before and after a purge. Every deletion is itself recorded in the ``purges`` table
 (what kind, how many, older than when), never what was deleted.
+
+Voice messages recorded over Twilio are logged with Twilio's ``RecordingUrl`` as their
+``ref``; the transport downloads each into the messages folder as ``twilio-RE....wav``
+(:func:`local_audio_name`) and deletes it at Twilio. Retention deletes that local file.
+A recording whose download never succeeded is still at Twilio: :func:`remote_recordings_due`
+names those past ``recording_days`` (no network here), the server's daily purge deletes them
+at Twilio and :func:`record_remote_deleted` notes how far it got.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +41,36 @@ class Deleted:
         return f"{self.kind}: {self.count} deleted{when}"
 
 
+# Twilio's RecordingUrl: https://api.twilio.com/2010-04-01/Accounts/AC.../Recordings/RE...
+# (a regional edge is api.EDGE.REGION.twilio.com). Nothing else is taken for one.
+TWILIO_RECORDING_URL = re.compile(
+    r"https://api(?:\.[a-z0-9-]+){0,2}\.twilio\.com/2010-04-01/Accounts/AC[0-9a-f]{32}"
+    r"/Recordings/(RE[0-9a-f]{32})")
+RECORDING_SID = re.compile(r"RE[0-9a-f]{32}")
+REMOTE_KIND = "twilio_recordings"  # the purges row of the server's deletions at Twilio
+
+
+def twilio_recording_sid(ref: str) -> str | None:
+    """The RecordingSid of a Twilio RecordingUrl, else None."""
+    match = TWILIO_RECORDING_URL.fullmatch(ref)
+    return match.group(1) if match else None
+
+
+def twilio_file_name(recording_sid: str) -> str:
+    """The local file of a Twilio recording in the messages folder (the SID checked first)."""
+    if not RECORDING_SID.fullmatch(recording_sid):
+        raise ValueError(f"RecordingSid: expected RE followed by 32 lowercase hex digits, "
+                         f"got {recording_sid[:40]!r}")
+    return f"twilio-{recording_sid}.wav"
+
+
+def local_audio_name(ref: str) -> str:
+    """Where a recording's audio is in the messages folder: a Twilio RecordingUrl maps to
+    the file the transport downloaded it to; any other ref is already a local name."""
+    sid = twilio_recording_sid(ref)
+    return twilio_file_name(sid) if sid else ref
+
+
 def _record(con: sqlite3.Connection, now: datetime, done: Deleted, detail: str | None = None) -> None:
     con.execute("insert into purges (at, kind, deleted, older_than, detail) values (?, ?, ?, ?, ?)",
                 (format_at(now), done.kind, done.count, done.older_than, detail))
@@ -51,10 +89,12 @@ def _recordings(con: sqlite3.Connection, call_filter: str, args: tuple[object, .
 
 
 def _delete_files(refs: list[tuple[str, str]], messages_dir: Path) -> int:
-    """Delete local audio files inside ``messages_dir``; remote ones are the provider's."""
+    """Delete local audio files inside ``messages_dir`` (a Twilio ref: its downloaded copy);
+    a recording still at Twilio is :func:`remote_recordings_due`'s."""
     count = 0
     root = messages_dir.resolve()
     for _call_id, ref in refs:
+        ref = local_audio_name(ref)
         path = (messages_dir / ref).resolve() if not Path(ref).is_absolute() else Path(ref).resolve()
         if root in path.parents and path.is_file():
             path.unlink()
@@ -128,3 +168,49 @@ def forget(db_path: Path, number: str, *, key: bytes, now: datetime, messages_di
         return done
     finally:
         con.close()
+
+
+@dataclass(frozen=True)
+class RemoteRecording:
+    """A Twilio recording past its retention, perhaps still at Twilio."""
+
+    sid: str
+    at: str  # when it was recorded (the event's time)
+
+
+def remote_recordings_due(db_path: Path, *, now: datetime, recording_days: int
+                          ) -> tuple[list[RemoteRecording], str]:
+    """Twilio recordings past ``recording_days`` not yet handed to a deletion at Twilio, and
+    the cutoff. Each is due once: from the cutoff the last :func:`record_remote_deleted`
+    reached (every one, the first time). Reads only; deleting is the caller's."""
+    cutoff = format_at(now - timedelta(days=recording_days))
+    con = sqlite3.connect(db_path)
+    try:
+        row = con.execute("select max(older_than) from purges where kind = ?", (REMOTE_KIND,)).fetchone()
+        since = row[0] if row and row[0] else ""
+        rows = con.execute("select at, data from events where kind = 'recording' and at < ? and at >= ? "
+                           "order by at", (cutoff, since)).fetchall()
+    finally:
+        con.close()
+    due = []
+    for at, data in rows:
+        ref = (json.loads(data) if data else {}).get("ref")
+        sid = twilio_recording_sid(ref) if isinstance(ref, str) else None
+        if sid:
+            due.append(RemoteRecording(sid, at))
+    return due, cutoff
+
+
+def record_remote_deleted(db_path: Path, *, now: datetime, cutoff: str, deleted: int,
+                          failed: list[RemoteRecording]) -> Deleted:
+    """Note the deletions at Twilio: the next run starts at ``cutoff``, or at the oldest
+    that failed (tried again then; one Twilio already deleted answers 404, counted as done)."""
+    reached = min([cutoff, *(r.at for r in failed)])
+    done = Deleted(REMOTE_KIND, deleted, reached)
+    con = sqlite3.connect(db_path)
+    try:
+        with con:
+            _record(con, now, done)
+    finally:
+        con.close()
+    return done

@@ -263,6 +263,14 @@ class Runtime:
                 purge, path, now=self.now(), raw_number_days=p.raw_number_days, note_days=p.note_days,
                 recording_days=p.recording_days, messages_dir=path.parent / "messages"))
             log.info("daily purge: %s", "; ".join(str(d) for d in done))
+            twilio = self.router.transports.get("twilio")
+            purge_remote = getattr(twilio, "purge_recordings", None)
+            if purge_remote is not None:  # recordings still at Twilio past recording_days
+                try:
+                    log.info("daily purge: %s", await purge_remote(
+                        path, now=self.now(), recording_days=p.recording_days))
+                except Exception:
+                    log.exception("daily purge: deleting recordings at Twilio failed")
 
 
 # ---------------------------------------------------------------------------- metrics

@@ -28,7 +28,10 @@ with each, in order: a redirect of the caller's call (the ``<Enqueue action>`` w
 ``QueueResult=redirected``, then the new URL); a redirect of the agent's leg (its new
 document runs on that leg, and the caller's ``<Dial>`` to it ends: its ``action`` with
 ``DialCallStatus=completed``); Conference Participants created, updated (``Hold``,
-``HoldUrl``, ``EndConferenceOnExit``) and deleted.
+``HoldUrl``, ``EndConferenceOnExit``) and deleted. It also serves a recording's media
+(``fetch_media``: ``GET RecordingUrl.wav`` with the account's basic auth, from the same
+script; the bytes are ``audio(sid)``) and deletes recordings (``DELETE
+.../Recordings/RE....json``: ``204``).
 
 Conferences (``<Dial><Conference>``, as documented for the noun and the Participants
 resource): a participant joining by TwiML is labelled by ``participantLabel``; the
@@ -94,6 +97,8 @@ class _Script:
         if outcome >= 400:
             return Response(outcome, json.dumps({"code": 20000 + outcome, "status": outcome,
                                                  "message": "fake failure"}))
+        if "/Recordings/" in uri and method == "DELETE":
+            return Response(204, "")
         if "/Participants" in uri:  # the Participant resource
             conference = uri.split("/Conferences/", 1)[1].split("/", 1)[0]
             if method == "DELETE":
@@ -107,6 +112,27 @@ class _Script:
             return Response(201 if made else 200, json.dumps(body))
         return Response(outcome, json.dumps({"sid": call, "account_sid": ACCOUNT_SID,
                                              "status": "in-progress"}))
+
+    async def fetch_media(self, url: str, auth: tuple[str, str], timeout_s: float) -> tuple[int, bytes]:
+        """``GET`` of a recording's media (what ``ivr.transports.twilio_rest.Media`` does)."""
+        assert auth == (ACCOUNT_SID, AUTH_TOKEN), "media is fetched with the account's basic auth"
+        outcome = self.script.pop(0) if self.script else 200
+        self.requests.append({"method": "GET", "url": url, "data": {}, "outcome": outcome})
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome >= 400:
+            return outcome, b""
+        return 200, self.audio(url.rsplit("/", 1)[-1].removesuffix(".wav"))
+
+    @staticmethod
+    def audio(recording_sid: str) -> bytes:
+        """The media served for a recording: a WAV header, then bytes that name it."""
+        return b"RIFF\x24\x00\x00\x00WAVEfmt " + recording_sid.encode() + bytes(range(256))
+
+    def deleted_recordings(self) -> list[str]:
+        """RecordingSids deleted (or already gone: 404), in order."""
+        return [r["url"].rsplit("/", 1)[-1].removesuffix(".json") for r in self.requests
+                if r["method"] == "DELETE" and "/Recordings/" in r["url"] and r["outcome"] in (200, 204, 404)]
 
     def redirects(self, call_sid: str) -> list[str]:
         """URLs the call was successfully redirected to, in order."""
@@ -607,7 +633,8 @@ class Rig:
 
 async def rig(aiohttp_client: Any, tmp_path: Path, *, overrides: dict[str, object] | None = None,
               env: dict[str, str] | None = None, rest: _Script | None = None, public: str | None = None,
-              demo: bool = False) -> Rig:
+              demo: bool = False, setups: tuple[Any, ...] = ()) -> Rig:
+    """The application with the Twilio transport (and ``setups``, e.g. the API's, after it)."""
     from ivr.config import load_settings
     from ivr.server import Runtime, make_app
     from ivr.store import EventLog
@@ -630,7 +657,7 @@ async def rig(aiohttp_client: Any, tmp_path: Path, *, overrides: dict[str, objec
 
     made: list[Any] = []
     app = make_app(runtime, setups=[lambda app, rt: made.append(
-        install(app, rt, demo=demo, http_client=fake, sleep=sleep))])
+        install(app, rt, demo=demo, http_client=fake, sleep=sleep, media=fake)), *setups])
     client = await aiohttp_client(app)
     twilio = Twilio(client, token=env.get("TWILIO_AUTH_TOKEN", AUTH_TOKEN), public=public, rest=fake)
     return Rig(runtime, made[0], twilio, fake, clock, log, sleeps, on_sleep)

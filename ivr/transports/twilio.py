@@ -33,6 +33,7 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,10 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from ivr import transfers as tr
+from ivr.retention import Deleted, RemoteRecording, record_remote_deleted, remote_recordings_due
 from ivr.server import Runtime, is_loopback
 from ivr.transports import twiml
-from ivr.transports.twilio_rest import Rest, Sleep
+from ivr.transports.twilio_rest import Media, Recordings, Rest, Sleep
 from ivr.transports.twilio_transfer import ConferenceTransfers, dial_target, join_conference
 from ivr.vocabulary import Command, Enqueue, Gather, Hangup, Play, Prompt, Record, Transfer
 from queues import CancelOffer, Offer
@@ -131,6 +133,10 @@ class TwilioTransport:
         self._current: str | None = None  # the call whose webhook is being handled
         self.conferences = ConferenceTransfers(self, retries=rest.retries if rest else 0,
                                                sleep=rest.sleep if rest else asyncio.sleep)
+        # voice messages: fetched from Twilio into the messages folder, beside the event log
+        db_path = getattr(runtime.sink, "db_path", None)
+        self.recordings = (Recordings(rest, Path(db_path).parent / "messages")
+                           if rest is not None and db_path is not None else None)
 
     # ------------------------------------------------------------------ the controller's side
 
@@ -338,6 +344,26 @@ class TwilioTransport:
             if not (line.renudge and line.dirty() and not line.closed):
                 return
 
+    async def delete_recordings(self, due: list[RemoteRecording]) -> list[RemoteRecording]:
+        """Recordings past their retention still at Twilio, deleted there (the daily purge);
+        those that could not be (all of them without REST credentials)."""
+        if self.recordings is None:
+            return list(due)
+        return await self.recordings.delete(due)
+
+    async def purge_recordings(self, db_path: Path, *, now: datetime, recording_days: int) -> Deleted:
+        """The daily purge's part at Twilio: recordings past ``recording_days`` that never
+        came down are deleted there; the SQLite reads and the note run in a worker thread."""
+        due, cutoff = await asyncio.to_thread(remote_recordings_due, db_path, now=now,
+                                              recording_days=recording_days)
+        failed = await self.delete_recordings(due)
+        for r in failed:
+            log.error("twilio: recording %s (recorded %s) is past its retention and could not be "
+                      "deleted at Twilio: recording left at Twilio; tried again at the next purge",
+                      r.sid, r.at)
+        return await asyncio.to_thread(record_remote_deleted, db_path, now=now, cutoff=cutoff,
+                                       deleted=len(due) - len(failed), failed=failed)
+
     async def drain(self) -> None:
         """Wait for every REST redirect under way (tests, shutdown)."""
         while self.tasks:
@@ -384,9 +410,9 @@ def setup(app: web.Application, runtime: Runtime, *, demo: bool) -> None:
 
 
 def install(app: web.Application, runtime: Runtime, *, demo: bool, http_client: Any = None,
-            sleep: Sleep = asyncio.sleep) -> TwilioTransport:
-    """``setup`` with the REST side injectable: ``http_client`` (a ``twilio.http.HttpClient``)
-    and the ``sleep`` between retries."""
+            sleep: Sleep = asyncio.sleep, media: Media | None = None) -> TwilioTransport:
+    """``setup`` with the REST side injectable: ``http_client`` (a ``twilio.http.HttpClient``),
+    the ``sleep`` between retries and ``media``, what fetches recordings' audio."""
     from ivr.transports.twilio_transfer_hooks import TransferWebhooks
 
     settings = runtime.settings
@@ -407,7 +433,7 @@ def install(app: web.Application, runtime: Runtime, *, demo: bool, http_client: 
     rest = None
     if t.account_sid and t.auth_token:
         rest = Rest(t.account_sid, t.auth_token, retries=t.rest_retries, http_client=http_client,
-                    sleep=sleep)
+                    sleep=sleep, media=media)
     validator = RequestValidator(t.auth_token) if validate and t.auth_token else None
     if validator is None:
         log.warning("twilio: demo mode: webhook signatures are NOT checked (loopback only)")

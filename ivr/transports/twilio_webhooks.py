@@ -24,6 +24,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator, add_port, remove_port
 
 from ivr.controller import CALLBACK_CONFIRM
+from ivr.retention import RECORDING_SID, twilio_recording_sid
 from ivr.server import timed
 from ivr.transports import twiml
 from ivr.vocabulary import (
@@ -456,7 +457,25 @@ class Webhooks:
 
     @_guarded
     async def recording_status(self, request: web.Request) -> web.StreamResponse:
+        """``recordingStatusCallback``: a completed recording is fetched here and deleted at Twilio
+        (in a task: Twilio is answered at once)."""
         hook = await self._enter(request)
-        log.info("twilio: call %s: recording %s %s (%s s)", hook.sid, hook.params.get("RecordingSid"),
-                 hook.params.get("RecordingStatus"), hook.params.get("RecordingDuration"))
+        status = hook.params.get("RecordingStatus", "")
+        recording_sid = hook.params.get("RecordingSid", "")
+        log.info("twilio: call %s: recording %s %s (%s s)", hook.sid, recording_sid[:40], status[:20],
+                 hook.params.get("RecordingDuration"))
+        if status != "completed":
+            return _reply(twiml.empty())  # in-progress, absent (nothing recorded), failed
+        if not RECORDING_SID.fullmatch(recording_sid):
+            raise Reject(400, f"bad request: parameter RecordingSid: expected RE followed by 32 lowercase "
+                              f"hex digits, got {recording_sid[:40]!r}")
+        url = hook.params.get("RecordingUrl", "")
+        if twilio_recording_sid(url) != recording_sid:
+            raise Reject(400, "bad request: parameter RecordingUrl: expected https://api.twilio.com/"
+                              f"2010-04-01/Accounts/AC.../Recordings/{recording_sid}, got {url[:120]!r}")
+        if self.t.recordings is None:
+            log.warning("twilio: recording %s of call %s: no REST credentials or no event log folder: "
+                        "recording left at Twilio", recording_sid, hook.sid)
+        else:
+            self.t.spawn(self.t.recordings.keep(recording_sid, url, call_sid=hook.sid))
         return _reply(twiml.empty())

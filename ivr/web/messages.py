@@ -18,6 +18,7 @@ from aiohttp import web
 from ivr.directory import Directory
 from ivr.mailer import DeliveryLoop, Mailer
 from ivr.messages import OUTCOMES, STATES, MessageBook, MessageError, MessageNotFound
+from ivr.retention import local_audio_name
 from ivr.server import Runtime
 from ivr.web.api import API, ApiError, Field, read_body, reply, text
 from ivr.web.auth import User
@@ -107,14 +108,15 @@ class Messages:
         path = self.audio_path(message.audio_ref)
         if path is None:
             raise ApiError(404, f"the recording of message {message.id} is not on this server "
-                           "(deleted by retention, or kept by the telephony provider)")
+                           "(deleted by retention, or not yet fetched from the telephony provider)")
         content_type = AUDIO_TYPES.get(path.suffix.lower(), "application/octet-stream")
         return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
     def audio_path(self, ref: str) -> Path | None:
-        """The local file of a recording, only inside the messages directory."""
+        """The local file of a recording, only inside the messages directory (a Twilio
+        RecordingUrl: the copy the transport downloaded, ``twilio-RE....wav``)."""
         root = self.recordings.resolve()
-        path = (root / ref).resolve()
+        path = (root / local_audio_name(ref)).resolve()
         return path if root in path.parents and path.is_file() else None
 
     async def visible(self, request: web.Request, user: User) -> Any:
