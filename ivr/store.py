@@ -4,14 +4,18 @@
 the caller number, numbers and encodes the trace and puts a row on a queue
 (``append_many``: the rows of all its traces as one item, or none if one is bad). So do
 ``append_agent`` (agent states), ``add_note`` (free text, purgeable) and
-``keep_raw_number`` (a raw number a callback needs, purgeable). One writer thread owns
-the write connection, commits whatever has piled up in one transaction and keeps the
+``keep_raw_number`` (a raw number a callback needs, purgeable). One writer owns the
+write connection, commits whatever has piled up in one transaction and keeps the
 derived ``calls`` rows current (:mod:`ivr.summary`), also when a late event arrives for
-a call that has ended. A failed write is logged and retried.
+a call that has ended. A failed write is logged and retried (``last_error`` meanwhile).
+The writer (:class:`BatchWriter`) runs on a thread (``writer="thread"``, the default) or
+in a child process (``writer="process"``, :mod:`ivr.store_process`: for ``ivr serve``,
+so that its SQLite and summary work never competes with the event loop for the GIL).
 
 Messages to case officers (:mod:`ivr.messages`, schema 4) are the one mutable record:
-open, delivered, closed. Their writes are functions run on the same writer thread with
-:meth:`EventLog.submit`, each in its own transaction, in queue order with the events,
+open, delivered, closed. Their writes are functions run by the same writer with
+:meth:`EventLog.submit` (in process mode on a thread of this process, once the child
+has written everything before them), each in its own transaction, in queue order with the events,
 and hand back a ``concurrent.futures.Future``; so there is still one writer, and a
 caller on the event loop can await the result (``asyncio.wrap_future``) or let it go.
 """
@@ -49,9 +53,11 @@ BUSY_TIMEOUT_MS = 5000
 RETRY_FIRST_DELAY_S = 0.02
 RETRY_MAX_DELAY_S = 2.0
 ENDED_SEQ_MEMORY = 10_000  # ended calls whose last seq is remembered for late traces
+WRITER_MODES = ("thread", "process")
 AGENT_STATES = frozenset({"offline", "available", "offered", "talking", "wrapup", "paused"})
 
 _INSERT_EVENT = "INSERT INTO events (call_id, seq, at, kind, node, data) VALUES (?, ?, ?, ?, ?, ?)"
+_SELECT_STORED = "SELECT at, kind, node, data FROM events WHERE call_id = ? AND seq = ?"
 _INSERT_AGENT = """INSERT INTO agent_events (agent, at, state, reason, call_id, prev_state)
 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT state FROM agent_events WHERE agent = ?1 AND at <= ?2
                               ORDER BY at DESC, id DESC LIMIT 1))"""
@@ -126,6 +132,7 @@ _V5 = (
 
 _Row = tuple[str, int, str, str, str | None, str]  # call_id, seq, at, kind, node, data
 _STOP = None  # queue item that stops the writer; markers are threading.Event
+_FLUSH = object()  # BatchWriter.write: the end of a batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,15 +279,152 @@ def _connect(path: Path) -> sqlite_utils.Database:
 
 
 def _insert_renumbering(conn: sqlite3.Connection, rows: list[_Row]) -> None:
-    """Insert row by row; a row whose seq is taken (a call id reused after a restart)
-    is stored after the call's last event instead."""
+    """Insert row by row; a row stored already is skipped; a row whose seq is taken by
+    another (a call id reused after a restart) is stored after the call's last event."""
     for row in rows:
         if conn.execute(_INSERT_EVENT.replace("INSERT", "INSERT OR IGNORE", 1), row).rowcount:
             continue
+        stored = conn.execute(_SELECT_STORED, row[:2]).fetchone()
+        if stored is not None and tuple(stored) == row[2:]:
+            continue  # this very event is stored already (a batch resent)
         sql = "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE call_id = ?"
         (seq,) = conn.execute(sql, (row[0],)).fetchone()
         log.warning("event log: call %s already has event %d; stored as %d", row[0], row[1], seq)
         conn.execute(_INSERT_EVENT, (row[0], seq, *row[2:]))
+
+
+# --------------------------------------------------------------------------- the writer
+
+_SAME_AGENT = ("SELECT 1 FROM agent_events WHERE agent = ? AND at = ? AND state = ? "
+               "AND reason IS ? AND call_id IS ?")  # fmt: skip
+_SAME_NOTE = "SELECT 1 FROM notes WHERE call_id = ? AND agent = ? AND at = ? AND text = ?"
+_ALREADY_STORED = {_INSERT_AGENT: _SAME_AGENT, _INSERT_NOTE: _SAME_NOTE}
+
+
+def take_batch(items: queue.SimpleQueue, *, wait: bool = True) -> list:
+    """The next queue item (waiting for it), then whatever else is queued, up to the stop item."""
+    try:
+        batch = [items.get(block=wait)]
+    except queue.Empty:
+        return []
+    try:
+        while len(batch) <= BATCH_MAX and batch[-1] is not _STOP:
+            batch.append(items.get_nowait())
+    except queue.Empty:
+        pass
+    return batch
+
+
+class BatchWriter:
+    """The write side on one connection: a batch of queue items in one transaction with
+    the summaries, retried while it fails; a submitted function in a transaction of its
+    own. Used by the writer thread and by the writer process (:mod:`ivr.store_process`).
+
+    ``report`` hears the error of the write being retried, and ``None`` once it succeeds.
+    ``abandon`` set makes a failing write give up.
+    """
+
+    def __init__(self, abandon: threading.Event, report: Callable[[str | None], None]) -> None:
+        self._abandon, self._report = abandon, report
+
+    def write(self, conn: sqlite3.Connection, batch: Iterable[Any], *, resent: bool = False) -> None:
+        """Write the rows of ``batch`` (lists of rows, rows, :class:`_Write`); a :class:`_Call`
+        runs after the rows before it; anything else (markers, the stop item) is skipped.
+
+        ``resent``: the batch may have been committed already (its writer process died
+        before saying so): rows already stored are skipped, not stored twice."""
+        rows: list[_Item] = []
+        for item in [*batch, _FLUSH]:  # rows up to each function call, then the call
+            if isinstance(item, list):  # the rows of one append_many
+                rows.extend(item)
+            elif isinstance(item, tuple | _Write):
+                rows.append(item)
+            elif isinstance(item, _Call) or item is _FLUSH:
+                try:
+                    if rows:
+                        self.commit(conn, rows, renumber=resent)
+                except Exception:  # never let the writer die; commit itself retries
+                    log.exception("event log: unexpected error; %d events not written", len(rows))
+                rows = []
+                if isinstance(item, _Call):
+                    self.call(conn, item)
+
+    def call(self, conn: sqlite3.Connection, call: _Call) -> None:
+        """Run a submitted function; retry while the database is busy, else report."""
+        if not call.future.set_running_or_notify_cancel():
+            return
+        delay, failed = RETRY_FIRST_DELAY_S, False
+        while True:
+            try:
+                with _transaction(conn):
+                    result = call.fn(conn)
+            except sqlite3.OperationalError as exc:  # locked, busy, disk I/O: try again
+                failed, error = True, f"{type(exc).__name__}: {exc}"
+                self._report(error)
+                log.error("event log: a submitted write failed, will retry: %s", error)
+                if self._abandon.wait(delay):
+                    call.future.set_exception(StoreError(f"the event log was closed: {exc}"))
+                    return
+                delay = min(delay * 2, RETRY_MAX_DELAY_S)
+                continue
+            except BaseException as exc:  # the function's own error: the caller's to handle
+                call.future.set_exception(exc)
+                return
+            if failed:
+                self._report(None)
+            call.future.set_result(result)
+            return
+
+    def commit(self, conn: sqlite3.Connection, rows: list[_Item], *, renumber: bool = False) -> None:
+        delay, failures = RETRY_FIRST_DELAY_S, 0
+        while True:
+            try:
+                self._write_batch(conn, rows, renumber)
+            except Exception as exc:
+                _rollback(conn)
+                if isinstance(exc, sqlite3.IntegrityError) and not renumber:
+                    renumber = True  # a seq is taken already: go row by row, at once
+                    continue
+                failures += 1
+                error = f"{type(exc).__name__}: {exc}"
+                self._report(error)
+                log.error("event log: writing %d events failed (attempt %d), will retry: %s",
+                          len(rows), failures, error, exc_info=failures == 1)  # fmt: skip
+                if self._abandon.wait(delay):
+                    log.error("event log: closed while failing; %d events lost", len(rows))
+                    return
+                delay = min(delay * 2, RETRY_MAX_DELAY_S)
+                continue
+            if failures:
+                log.warning("event log: %d events written after %d retries", len(rows), failures)
+                self._report(None)
+            return
+
+    def _write_batch(self, conn: sqlite3.Connection, items: list[_Item], renumber: bool) -> None:
+        """One transaction: the rows, then the summaries of calls started or ended, and
+        of ended calls that got a late event (a wrap-up coded after the caller hung up).
+
+        ``renumber``: row by row; an event already stored as it is, an agent state or a
+        note already stored alike, is skipped (a resent batch), and an event whose seq
+        is taken by another is stored after its call's last event."""
+        rows = [item for item in items if isinstance(item, tuple)]
+        with _transaction(conn):
+            if renumber:
+                _insert_renumbering(conn, rows)
+            else:
+                conn.executemany(_INSERT_EVENT, rows)
+            for item in items:
+                if isinstance(item, _Write):
+                    same = _ALREADY_STORED.get(item.sql) if renumber else None
+                    if same is None or conn.execute(same, item.params).fetchone() is None:
+                        conn.execute(item.sql, item.params)
+            for call_id in summary.calls_to_summarize(conn, rows):
+                try:
+                    summary.upsert_summary(conn, call_id)
+                except sqlite3.Error:
+                    raise
+                except Exception:  # odd data must not hold up the events themselves
+                    log.exception("event log: cannot summarize call %s", call_id)
 
 
 # --------------------------------------------------------------------------- the log
@@ -292,7 +436,7 @@ class EventLog:
     """Append-only log of call traces: one writer thread; reads from any thread."""
 
     def __init__(self, path: Path, reader: sqlite_utils.Database,
-                 writer: sqlite_utils.Database, hash_key: bytes) -> None:  # fmt: skip
+                 writer: sqlite_utils.Database, hash_key: bytes, mode: str = "thread") -> None:  # fmt: skip
         self._path, self._reader, self._hash_key = path, reader, hash_key
         self._queue: queue.SimpleQueue[_Item | list[_Row] | _Call | threading.Event | None]
         self._queue = queue.SimpleQueue()
@@ -304,15 +448,29 @@ class EventLog:
         self._abandon = threading.Event()
         self._at_memo: tuple[datetime | None, str] = (None, "")  # the last trace time, formatted
         self.last_error: str | None = None  # of the write being retried, if any
-        self._writer = threading.Thread(
-            target=self._run, args=(writer,), name=f"event-log {path.name}", daemon=True
-        )
-        self._writer.start()
+        self._batch_writer = BatchWriter(self._abandon, self._report)
+        self._host: Any = None  # the writer process's host (mode "process")
+        if mode == "process":
+            from ivr.store_process import WriterHost  # noqa: PLC0415 (it imports this module)
+
+            self._host = self._writer = WriterHost(self, writer)
+        else:
+            self._writer = threading.Thread(
+                target=self._run, args=(writer,), name=f"event-log {path.name}", daemon=True
+            )
+            self._writer.start()
         _OPEN_LOGS.add(self)
 
     @classmethod
-    def open(cls, path: str | Path, *, hash_key: bytes) -> EventLog:
-        """Open the log at ``path``, creating or migrating it as needed."""
+    def open(cls, path: str | Path, *, hash_key: bytes, writer: str = "thread") -> EventLog:
+        """Open the log at ``path``, creating or migrating it as needed.
+
+        ``writer``: ``"thread"`` writes on a thread of this process; ``"process"`` in a
+        child process (:mod:`ivr.store_process`), so that none of the SQLite and summary
+        work holds the GIL the event loop needs (``ivr serve``).
+        """
+        if writer not in WRITER_MODES:
+            raise StoreError(f"writer must be one of {', '.join(WRITER_MODES)}, not {writer!r}")
         if not isinstance(hash_key, bytes) or not hash_key:
             raise StoreError("hash_key must be non-empty bytes (see ivr.privacy)")
         path = Path(path)
@@ -321,15 +479,18 @@ class EventLog:
         try:
             reader.enable_wal()
             migrate(reader)
-            writer = _connect(path)
+            connection = _connect(path)
         except BaseException:
             reader.close()
             raise
-        return cls(path, reader, writer, hash_key)
+        return cls(path, reader, connection, hash_key, writer)
 
     @property
     def db_path(self) -> Path:
         return self._path
+
+    def _report(self, error: str | None) -> None:
+        self.last_error = error
 
     def caller_hash(self, number: str | None) -> str | None:
         """The keyed hash of a number, as the log stores callers (for matching, not display)."""
@@ -448,6 +609,8 @@ class EventLog:
         stuck = self._writer.is_alive()
         if stuck:  # the writer keeps failing: give up on what it holds
             self._abandon.set()
+            if self._host is not None:
+                self._host.abandon()
             self._writer.join(timeout)
         with self._read_lock:
             self._reader_closed = True
@@ -460,108 +623,16 @@ class EventLog:
 
     def _run(self, db: sqlite_utils.Database) -> None:
         try:
-            while self._write_next_batch(db.conn):
-                pass
+            while True:
+                batch = take_batch(self._queue)
+                self._batch_writer.write(db.conn, batch)
+                for item in batch:
+                    if isinstance(item, threading.Event):
+                        item.set()
+                if batch[-1] is _STOP:
+                    return
         finally:
             db.close()
-
-    def _write_next_batch(self, conn: sqlite3.Connection) -> bool:
-        """Take what is queued, write it; False once the stop item was taken."""
-        batch = [self._queue.get()]
-        try:
-            while len(batch) <= BATCH_MAX and batch[-1] is not _STOP:
-                batch.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
-        rows: list[_Item] = []
-        for item in [*batch, None]:  # rows up to each function call, then the call
-            if isinstance(item, list):  # the rows of one append_many
-                rows.extend(item)
-                continue
-            if isinstance(item, tuple | _Write):
-                rows.append(item)
-                continue
-            try:
-                if rows:
-                    self._commit(conn, rows)
-            except Exception:  # never let the writer die; _commit itself retries
-                log.exception("event log: unexpected error; %d events not written", len(rows))
-            rows = []
-            if isinstance(item, _Call):
-                self._call(conn, item)
-        for item in batch:
-            if isinstance(item, threading.Event):
-                item.set()
-        return batch[-1] is not _STOP
-
-    def _call(self, conn: sqlite3.Connection, call: _Call) -> None:
-        """Run a submitted function; retry while the database is busy, else report."""
-        if not call.future.set_running_or_notify_cancel():
-            return
-        delay, failed = RETRY_FIRST_DELAY_S, False
-        while True:
-            try:
-                with _transaction(conn):
-                    result = call.fn(conn)
-            except sqlite3.OperationalError as exc:  # locked, busy, disk I/O: try again
-                failed, self.last_error = True, f"{type(exc).__name__}: {exc}"
-                log.error("event log: a submitted write failed, will retry: %s", self.last_error)
-                if self._abandon.wait(delay):
-                    call.future.set_exception(StoreError(f"the event log was closed: {exc}"))
-                    return
-                delay = min(delay * 2, RETRY_MAX_DELAY_S)
-                continue
-            except BaseException as exc:  # the function's own error: the caller's to handle
-                call.future.set_exception(exc)
-                return
-            if failed:
-                self.last_error = None
-            call.future.set_result(result)
-            return
-
-    def _commit(self, conn: sqlite3.Connection, rows: list[_Item]) -> None:
-        delay, failures, renumber = RETRY_FIRST_DELAY_S, 0, False
-        while True:
-            try:
-                self._write_batch(conn, rows, renumber)
-            except Exception as exc:
-                _rollback(conn)
-                if isinstance(exc, sqlite3.IntegrityError) and not renumber:
-                    renumber = True  # a seq is taken already: go row by row, at once
-                    continue
-                failures += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("event log: writing %d events failed (attempt %d), will retry: %s",
-                          len(rows), failures, self.last_error, exc_info=failures == 1)  # fmt: skip
-                if self._abandon.wait(delay):
-                    log.error("event log: closed while failing; %d events lost", len(rows))
-                    return
-                delay = min(delay * 2, RETRY_MAX_DELAY_S)
-                continue
-            if failures:
-                log.warning("event log: %d events written after %d retries", len(rows), failures)
-                self.last_error = None
-            return
-
-    def _write_batch(self, conn: sqlite3.Connection, items: list[_Item], renumber: bool) -> None:
-        """One transaction: the rows, then the summaries of calls started or ended, and
-        of ended calls that got a late event (a wrap-up coded after the caller hung up)."""
-        rows = [item for item in items if isinstance(item, tuple)]
-        with _transaction(conn):
-            if renumber:
-                _insert_renumbering(conn, rows)
-            else:
-                conn.executemany(_INSERT_EVENT, rows)
-            for item in items:
-                if isinstance(item, _Write):
-                    conn.execute(item.sql, item.params)
-            for call_id in summary.calls_to_summarize(conn, rows):
-                try:
-                    summary.upsert_summary(conn, call_id)
-                except sqlite3.Error:
-                    raise
-                except Exception:  # odd data must not hold up the events themselves
-                    log.exception("event log: cannot summarize call %s", call_id)
 
     # ------------------------------------------------------------------- reading
 

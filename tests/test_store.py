@@ -574,7 +574,7 @@ def test_the_writer_survives_a_failing_write(
     log: EventLog, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(store, "RETRY_FIRST_DELAY_S", 0.001)
-    real_write = log._write_batch
+    real_write = log._batch_writer._write_batch
     attempts: list[int] = []
 
     def fail_once(conn: sqlite3.Connection, rows: list, renumber: bool) -> None:
@@ -584,7 +584,7 @@ def test_the_writer_survives_a_failing_write(
             raise sqlite3.OperationalError("disk I/O error")
         real_write(conn, rows, renumber)
 
-    monkeypatch.setattr(log, "_write_batch", fail_once)
+    monkeypatch.setattr(log._batch_writer, "_write_batch", fail_once)
     log.append_many("c1", typical_call())
     log.flush()
     assert len(attempts) >= 2
@@ -620,7 +620,7 @@ def test_close_gives_up_on_a_write_that_keeps_failing(
     def always_fail(conn: sqlite3.Connection, rows: list, renumber: bool) -> None:
         raise sqlite3.OperationalError("disk is full")
 
-    monkeypatch.setattr(event_log, "_write_batch", always_fail)
+    monkeypatch.setattr(event_log._batch_writer, "_write_batch", always_fail)
     event_log.append("c1", Trace(at(0), "call_started"))
     with pytest.raises(StoreError, match="could not be written: OperationalError: disk is full"):
         event_log.close(timeout=0.2)  # does not hang, and says so

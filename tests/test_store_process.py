@@ -1,0 +1,272 @@
+"""The event log's writer in a child process (``writer="process"``, ivr.store_process).
+
+A child start costs ~0.3-0.5 s: most tests share one process-mode log (module scope, its
+own call ids and agents per test); the file starts five children in all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ivr import store
+from ivr.store import BatchWriter, EventLog, StoreError
+from ivr.vocabulary import Trace
+
+from .fixtures.queue_calls import JOINED, SCENARIOS
+from .test_store import KEY, at, typical_call
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A locked database fails at once and is retried soon (the child gets these at start)."""
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_MS", 1)
+    monkeypatch.setattr(store, "RETRY_FIRST_DELAY_S", 0.001)
+    monkeypatch.setattr(store, "RETRY_MAX_DELAY_S", 0.01)
+
+
+@pytest.fixture(scope="module")
+def plog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventLog]:
+    """One process-mode log for the module (one child start)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast_retries(monkeypatch)
+        event_log = EventLog.open(tmp_path_factory.mktemp("proc") / "events.db", hash_key=KEY,
+                                  writer="process")  # fmt: skip
+    yield event_log
+    event_log.close()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll with a deadline: only for what no event or future tells (a child's restart,
+    an error reported from the child, a process ending)."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        pause.wait(0.005)
+
+
+def late_wrapup_call() -> list[Trace]:
+    """Start, queue, answer, end; the wrap-up (the last trace) coded after the hang-up."""
+    steps = JOINED + SCENARIOS["answered, coded after the caller hung up"][0]
+    return [Trace(at(s), kind, None, data) for s, kind, data in steps]
+
+
+def feed(event_log: EventLog, prefix: str) -> None:
+    """The same traces, in the same order, for the comparison of the two modes."""
+    event_log.append_many(f"{prefix}-menu", typical_call())
+    wrapup = late_wrapup_call()
+    event_log.append_many(f"{prefix}-late", wrapup[:-1])
+    event_log.flush()
+    event_log.append(f"{prefix}-late", wrapup[-1])
+    event_log.flush()
+
+
+def without_call_id(row: dict | None) -> dict:
+    assert row is not None
+    return {k: v for k, v in row.items() if k != "call_id"}
+
+
+def rows(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- same as the thread
+
+
+def test_an_unknown_writer_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"writer must be one of thread, process, not 'fork'"):
+        EventLog.open(tmp_path / "events.db", hash_key=KEY, writer="fork")
+    assert not (tmp_path / "events.db").exists()
+
+
+def test_the_process_writes_what_the_thread_writes(plog: EventLog, tmp_path: Path) -> None:
+    thread_log = EventLog.open(tmp_path / "thread.db", hash_key=KEY)
+    try:
+        feed(thread_log, "eq")
+        feed(plog, "eq")
+        for call_id in ("eq-menu", "eq-late"):
+            assert plog.events(call_id) == thread_log.events(call_id)
+            assert plog.call(call_id) == thread_log.call(call_id)
+        late = plog.call("eq-late")
+        assert (late["status"], late["resolution"], late["coded"]) == ("ended", "resolved", 1)
+        assert plog.call("eq-menu")["queue"] == "bygg"
+    finally:
+        thread_log.close()
+
+
+def test_agent_states_notes_and_raw_numbers_are_written(plog: EventLog) -> None:
+    plog.append_agent("p-a1", at(0), "available")
+    plog.append_agent("p-a1", at(5), "talking", call_id="p-c1")
+    plog.add_note("p-c1", "p-a1", at(61), "Ringer om bygglov för Storgatan 3")
+    plog.keep_raw_number("p-c1", "+46701234567", "callback", at(62))
+    plog.keep_raw_number("p-c1", "+46707654321", "callback", at(63))  # replaces the first
+    plog.flush()
+    assert plog.query("SELECT state, prev_state FROM agent_events WHERE agent = 'p-a1' ORDER BY id") == [
+        {"state": "available", "prev_state": None}, {"state": "talking", "prev_state": "available"}]
+    assert [r["text"] for r in plog.query("SELECT text FROM notes WHERE call_id = 'p-c1'")] == [
+        "Ringer om bygglov för Storgatan 3"]
+    assert plog.query("SELECT number FROM raw_numbers WHERE call_id = 'p-c1'") == [{"number": "+46707654321"}]
+
+
+def test_submit_runs_after_what_was_queued_before_it(plog: EventLog) -> None:
+    plog.append("s-c1", Trace(at(0), "call_started", None, {"flow": "t"}))
+    count = "SELECT COUNT(*) FROM events WHERE call_id = 's-c1'"
+    seen = plog.submit(lambda conn: conn.execute(count).fetchone()[0])
+    plog.append("s-c1", Trace(at(1), "node_entered", "start"))
+    assert seen.result(timeout=10) == 1  # after the event queued before it, before the one after
+
+    def bad(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO notes (call_id, at, text) VALUES ('s-c1', 'x', 'rolled back')")
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        plog.submit(bad).result(timeout=10)
+    plog.flush()
+    assert plog.query("SELECT * FROM notes WHERE call_id = 's-c1'") == []
+    assert len(plog.events("s-c1")) == 2 and plog.last_error is None
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_a_locked_database_shows_in_last_error_until_it_is_released(plog: EventLog) -> None:
+    blocker = sqlite3.connect(plog.db_path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        plog.append_many("l-c1", typical_call())  # returns at once all the same
+        wait_until(lambda: plog.last_error is not None, "the child reports the locked database")
+        assert "database is locked" in plog.last_error
+        blocker.execute("COMMIT")
+        plog.flush()
+    finally:
+        blocker.close()
+    assert len(plog.events("l-c1")) == len(typical_call())
+    assert plog.last_error is None
+
+
+def test_the_child_ignores_ctrl_c(plog: EventLog) -> None:
+    pid = plog._host.pid
+    os.kill(pid, signal.SIGINT)
+    plog.append("i-c1", Trace(at(0), "call_started"))
+    plog.flush()
+    assert plog._host.pid == pid and len(plog.events("i-c1")) == 1
+
+
+def test_a_killed_child_is_restarted_and_nothing_is_lost_or_doubled(
+    plog: EventLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = plog._host.pid
+    plog.append_many("k-c0", typical_call())
+    plog.flush()
+    for n in range(1, 40):  # some of these are in the pipe or being written when it dies
+        plog.append_many(f"k-c{n}", typical_call())
+        if n == 20:
+            os.kill(first, signal.SIGKILL)
+    plog.flush()
+    assert plog._host.pid != first
+    assert "writer process of" in caplog.text and str(plog.db_path) in caplog.text
+    counts = rows(plog.db_path, "SELECT call_id, COUNT(*), MAX(seq) FROM events WHERE call_id LIKE 'k-%' "
+                                "GROUP BY call_id")  # fmt: skip
+    assert sorted(counts) == sorted((f"k-c{n}", len(typical_call()), len(typical_call())) for n in range(40))
+    assert all(plog.call(f"k-c{n}")["status"] == "ended" for n in range(40))
+    assert plog.last_error is None  # cleared by the new child's first acknowledgement
+
+
+def test_a_resent_batch_is_not_stored_twice(tmp_path: Path) -> None:
+    """What the new child does with a batch the old one had committed before dying."""
+    event_log = EventLog.open(tmp_path / "events.db", hash_key=KEY)
+    event_log.close()
+    db = store._connect(tmp_path / "events.db")
+    writer = BatchWriter(threading.Event(), lambda error: None)
+    batch = [
+        [("r-c1", 1, "2026-12-01T08:30:00.000Z", "call_started", None, "{}"),
+         ("r-c1", 2, "2026-12-01T08:31:00.000Z", "call_ended", None, "{}")],
+        store._Write(store._INSERT_AGENT, ("r-a1", "2026-12-01T08:30:00.000Z", "available", None, None)),
+        store._Write(store._INSERT_NOTE, ("r-c1", "r-a1", "2026-12-01T08:30:30.000Z", "en anteckning")),
+    ]  # fmt: skip
+    try:
+        writer.write(db.conn, batch)
+        writer.write(db.conn, batch, resent=True)
+        writer.write(db.conn, [[("r-c1", 2, "2026-12-01T08:32:00.000Z", "wrapup", None, "{}")]], resent=True)
+    finally:
+        db.close()
+    path = tmp_path / "events.db"
+    assert rows(path, "SELECT seq, kind FROM events") == [
+        (1, "call_started"), (2, "call_ended"), (3, "wrapup")]  # fmt: skip
+    assert rows(path, "SELECT COUNT(*) FROM agent_events") == [(1,)]
+    assert rows(path, "SELECT COUNT(*) FROM notes") == [(1,)]
+    assert rows(path, "SELECT status FROM calls") == [("ended",)]
+
+
+# --------------------------------------------------------------------------- closing
+
+
+def test_close_writes_everything_queued_and_the_child_exits(tmp_path: Path) -> None:
+    event_log = EventLog.open(tmp_path / "events.db", hash_key=KEY, writer="process")
+    host = event_log._host
+    for n in range(50):
+        event_log.append_many(f"c{n}", typical_call())
+    event_log.close()
+    assert not host._process.is_alive() and host._process.exitcode == 0
+    assert rows(tmp_path / "events.db", "SELECT COUNT(*) FROM events") == [(50 * len(typical_call()),)]
+    assert rows(tmp_path / "events.db", "SELECT COUNT(*) FROM calls WHERE status = 'ended'") == [(50,)]
+    with pytest.raises(StoreError, match="is closed"):
+        event_log.append("c1", Trace(at(0), "call_started"))
+
+
+def test_close_gives_up_on_a_write_that_keeps_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fast_retries(monkeypatch)
+    event_log = EventLog.open(tmp_path / "events.db", hash_key=KEY, writer="process")
+    host = event_log._host
+    blocker = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        event_log.append("c1", Trace(at(0), "call_started"))
+        with pytest.raises(StoreError, match="could not be written: .*database is locked"):
+            event_log.close(timeout=0.3)  # does not hang, and says so
+    finally:
+        blocker.close()
+    assert "1 queue items lost" in caplog.text
+    assert not host._process.is_alive()
+    event_log.close()  # closed all the same
+
+
+def test_the_child_ends_when_its_parent_dies(tmp_path: Path) -> None:
+    script = (
+        "import os, sys\n"
+        "from ivr.store import EventLog\n"
+        "if __name__ == '__main__':\n"
+        "    log = EventLog.open(sys.argv[1], hash_key=b'k' * 16, writer='process')\n"
+        "    print(log._host.pid, flush=True)\n"
+        "    os._exit(0)  # dies without closing the log\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "events.db")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    child = int(done.stdout.split()[0])
+    wait_until(lambda: not _running(child), f"the orphaned writer process {child} ends")
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
