@@ -5,9 +5,10 @@ Each server runs in a process of its own (one core for it), the client in this p
 
 * **ivr**: the Twilio transport as ``ivr serve`` builds it: every request signed as
   Twilio signs it and checked, the controller, the queue engine with its timers, a real
-  event log (SQLite, its writer thread). The server's clock is a Tuesday morning (open
-  hours) running at real speed; the queues' ``max_length`` and ``max_wait_s`` are lifted so
-  500 callers can wait (a bad day, not a misconfiguration).
+  event log (SQLite; its writer in a process or a thread as config.toml's ``[store] writer``
+  says, as ``ivr serve`` opens it). The server's clock is a Tuesday morning (open hours)
+  running at real speed; the queues' ``max_length`` and ``max_wait_s`` are lifted so 500 callers
+  can wait (a bad day, not a misconfiguration).
 * **bare**: the same aiohttp server (``AppRunner``, ``TCPSite``, no access log) with one
   handler that reads the form and answers a small fixed XML document; no signature
   check, nothing kept. The client sends it exactly the same requests (URLs, form bodies,
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -172,8 +174,9 @@ def build_ivr(tmp: Path, calls: int, log: str = "real") -> web.Application:
         overrides[f"queues.{name}.max_length"] = calls * 4
         overrides[f"queues.{name}.max_wait_s"] = 24 * 3600
     settings = load_settings(ROOT / "config.toml", env=env, overrides=overrides)
+    writer = settings.store.writer if log == "real" else log  # as `ivr serve` opens it, or as asked
     event_log: Any = Discard() if log == "discard" else EventLog.open(
-        tmp / "bench.db", hash_key=b"benchmark-key-0123456789")
+        tmp / "bench.db", hash_key=b"benchmark-key-0123456789", writer=writer)
     runtime = Runtime(settings, sink=event_log, clock=RunningClock())
     return make_app(runtime, setups=[lambda app, rt: install(app, rt, demo=False)])
 
@@ -191,6 +194,18 @@ def build_bare() -> web.Application:
         app.router.add_post(f"/twilio/{name}", fixed)
     app.router.add_get("/healthz", healthz)
     return app
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's children (the event log's writer process), from /proc."""
+    import os
+
+    total = 0.0
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def server_process(conn: Any, mode: str, calls: int, profile: str | None = None,
@@ -222,7 +237,7 @@ def server_process(conn: Any, mode: str, calls: int, profile: str | None = None,
                     command = conn.recv()
                     if command == "cpu":
                         loop_s = asyncio.run_coroutine_threadsafe(loop_cpu(), loop).result()
-                        conn.send((time.process_time(), loop_s))
+                        conn.send((time.process_time(), loop_s, children_cpu()))
                     else:
                         loop.call_soon_threadsafe(stop.set)
                         return
@@ -395,16 +410,18 @@ async def bring_in(client: Client, calls: int, concurrency: int) -> None:
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-def cpu_of(conn: Any) -> tuple[float, float]:
+def cpu_of(conn: Any) -> Cpu:
     conn.send("cpu")
     return conn.recv()
 
 
-def cpu(server0: tuple[float, float], server1: tuple[float, float], client0: float, client1: float,
-        wall: float) -> dict[str, float]:
-    """Shares of one core: the server process, its event loop thread, the client."""
+Cpu = tuple[float, float, float]  # the server process, its event loop thread, its children
+
+
+def cpu(server0: Cpu, server1: Cpu, client0: float, client1: float, wall: float) -> dict[str, float]:
+    """Shares of one core: the server process, its event loop thread, its writer process, the client."""
     return {"server": (server1[0] - server0[0]) / wall, "loop": (server1[1] - server0[1]) / wall,
-            "client": (client1 - client0) / wall}
+            "writer": (server1[2] - server0[2]) / wall, "client": (client1 - client0) / wall}
 
 
 async def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -462,7 +479,8 @@ def show(result: dict[str, Any], rate: float) -> None:
     print(f"{result['mode']}: brought in in {result['bring_in_s']:.1f} s{held}; "
           f"{result['log_lines']} log lines")
     print(f"  throughput   {result['throughput']:8,.0f} requests/s   "
-          f"CPU: server {c['server']:.0%} (loop {c['loop']:.0%}), client {c['client']:.0%}; "
+          f"CPU: server {c['server']:.0%} (loop {c['loop']:.0%}), writer process {c['writer']:.0%}, "
+          f"client {c['client']:.0%}; "
           f"server CPU {result['server_us']:.0f} µs/request")
     print(f"  at {rate:.0f}/s      p50 {f['p50_ms']:6.2f} ms  p90 {f['p90_ms']:6.2f} ms  "
           f"p99 {f['p99_ms']:6.2f} ms  max {f['max_ms']:6.2f} ms  ({f['requests']} requests, "
@@ -481,8 +499,9 @@ def main() -> None:
     parser.add_argument("--only", choices=("ivr", "bare"), help="measure one server only")
     parser.add_argument("--profile", metavar="FILE", help="cProfile the ivr server's event loop into FILE")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    parser.add_argument("--log", choices=("real", "discard"), default="real",
-                        help="discard: an event log that keeps nothing (what the log costs)")
+    parser.add_argument("--log", choices=("real", "process", "thread", "discard"), default="real",
+                        help="real: the event log as config.toml's [store] writer says (as `ivr serve`); "
+                             "process or thread: that writer; discard: a log that keeps nothing")
     parser.add_argument("--breakdown", action="store_true",
                         help="time the parts of the ivr server's webhooks (slows it a little)")
     args = parser.parse_args()

@@ -2,4 +2,5 @@ import sys
 
 from ivr.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # the event log's writer process (spawn) imports this module's parent only
+    sys.exit(main())

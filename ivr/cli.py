@@ -311,7 +311,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("--demo runs without webhook signatures and only on loopback "
                          f"(127.0.0.1 or ::1), not on {settings.server.host}")
     key = resolve_hash_key(settings.privacy.hash_key, env_name=settings.privacy.hash_key_env, demo=args.demo)
-    log = EventLog.open(settings.store.path, hash_key=key)
+    log = EventLog.open(settings.store.path, hash_key=key, writer=settings.store.writer)
     runtime = Runtime(settings, sink=log)
     app = make_app(runtime, setups=setups_for(settings, demo=args.demo))
     print(f"ivr {__version__} serving on http://{settings.server.host}:{settings.server.port} "

@@ -71,6 +71,10 @@ class ConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     path: Path = Path("data/ivr.db")
+    # ivr serve: the event log's writer (SQLite, call summaries) in a process of its own, off
+    # the server's event loop; "thread": in the server's process (ivr.store)
+    writer: str = field(default="process", metadata={"pattern": "process|thread",
+                                                      "form": '"process" or "thread"'})
 
 
 @dataclass(frozen=True, slots=True)

@@ -589,3 +589,10 @@ def test_smtp_and_messages_problems(tmp_path: Path) -> None:
     ]
     assert problems(tmp_path, '[smtp]\nhost = "smtp.bollebygd.se"\n') == [
         'config.toml: smtp.from: missing; the sender of messages, e.g. "kontaktcenter@bollebygd.se"']
+
+
+def test_the_event_log_writer_is_a_process_or_a_thread(tmp_path) -> None:
+    assert load(tmp_path, "").store.writer == "process"  # ivr serve's default
+    assert load(tmp_path, '[store]\nwriter = "thread"\n').store.writer == "thread"
+    found = problems(tmp_path, '[store]\nwriter = "fork"\n')
+    assert any("store.writer" in p and '"process" or "thread"' in p and "fork" in p for p in found)
