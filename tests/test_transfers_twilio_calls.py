@@ -238,3 +238,17 @@ async def test_an_agent_who_hangs_up_while_consulting_leaves_the_caller_with_the
     assert set(call.conference.parties) == {"caller", "colleague"} and call.party("colleague").end_on_exit
     assert r.center.transfer_state(call.sid)["state"] == "completed"
     assert r.runtime.queues.agent_state("anna") == "wrapup"
+
+
+async def test_a_transfer_to_a_queue_puts_the_caller_on_hold_there_through_rest(r) -> None:
+    """The caller leaves the agent's <Dial> for the new queue's <Enqueue> at once, not on
+    the next offer or announcement."""
+    call = await talking(r)
+    r.clock.advance(20)
+    r.center.agent(r.clock.now(), "anna", "transfer", call_id=call.sid, to_queue="omsorg")
+    await r.settle()
+    assert await call.follow_rest() == 1  # redirected out of the agent's <Dial>
+    assert call.state == "enqueue" and call.verb.text == "omsorg"
+    assert r.runtime.queues.agent_state("anna") == "wrapup"
+    started = logged(await r.events(call.sid), "queue_transferred")
+    assert started and (started[0]["from_queue"], started[0]["to_queue"]) == ("barn-utbildning", "omsorg")
