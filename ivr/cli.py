@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from ivr import __version__
 from ivr.announcements import AnnouncementBoard
@@ -254,10 +255,46 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     key = resolve_hash_key(settings.privacy.hash_key, env_name=settings.privacy.hash_key_env, demo=args.demo)
-    for line in forget(_existing_db(settings), args.caller, key=key, now=datetime.now(UTC),
-                       messages_dir=_messages_dir(settings)):
+    db, now = _existing_db(settings), datetime.now(UTC)
+    for line in forget(db, args.caller, key=key, now=now, messages_dir=_messages_dir(settings)):
+        print(line)
+    for line in forget_at_twilio(settings, db, args.caller, key=key, now=now):
         print(line)
     return 0
+
+
+def forget_at_twilio(settings: Any, db: Path, number: str, *, key: bytes, now: datetime,
+                     http_client: Any = None, sleep: Any = None) -> list[str]:
+    """The caller's recordings still at Twilio (a download that never succeeded), deleted
+    there with the account's REST credentials; what happened, as lines for the operator."""
+    import asyncio
+
+    from ivr.retention import record_forgotten_at_twilio, twilio_recordings_of
+    from ivr.transports.twilio_rest import Rest
+
+    sids = twilio_recordings_of(db, number, key=key)
+    if not sids:
+        return []
+    t = settings.twilio
+    if not (t.account_sid and t.auth_token):
+        return [f"twilio_recordings: {len(sids)} not deleted at Twilio (TWILIO_ACCOUNT_SID and "
+                "TWILIO_AUTH_TOKEN are not set); the daily purge of `ivr serve` deletes them there "
+                "after recording_days"]
+
+    async def delete_all() -> list[str]:
+        rest = Rest(t.account_sid, t.auth_token, retries=t.rest_retries, http_client=http_client,
+                    **({"sleep": sleep} if sleep is not None else {}))
+        try:
+            return [sid for sid in sids if not await rest.delete_recording(sid)]
+        finally:
+            await rest.close()
+
+    failed = asyncio.run(delete_all())
+    lines = [str(record_forgotten_at_twilio(db, now=now, deleted=len(sids) - len(failed)))]
+    if failed:
+        lines.append(f"twilio_recordings: could not delete {', '.join(failed)} at Twilio; "
+                     "run `ivr forget` again later")
+    return lines
 
 
 # ---------------------------------------------------------------------------- simulate-load

@@ -214,3 +214,31 @@ def record_remote_deleted(db_path: Path, *, now: datetime, cutoff: str, deleted:
     finally:
         con.close()
     return done
+
+
+def twilio_recordings_of(db_path: Path, number: str, *, key: bytes) -> list[str]:
+    """The RecordingSids of Twilio recordings on one caller's calls (for ``ivr forget``, which
+    deletes them at Twilio too: a download that never succeeded left them there). Reads only."""
+    hashed = caller_hash(number, key)
+    if hashed is None:
+        return []
+    con = sqlite3.connect(db_path)
+    try:
+        calls = [r[0] for r in con.execute("select call_id from calls where caller_hash = ?", (hashed,))]
+        refs = _recordings(con, f"call_id in ({','.join('?' * len(calls))})", tuple(calls)) if calls else []
+    finally:
+        con.close()
+    return sorted({sid for _call, ref in refs if (sid := twilio_recording_sid(ref))})
+
+
+def record_forgotten_at_twilio(db_path: Path, *, now: datetime, deleted: int) -> Deleted:
+    """Note, as ``forget`` notes its deletions, how many recordings it deleted at Twilio."""
+    done = Deleted("twilio_recordings", deleted, None)
+    con = sqlite3.connect(db_path)
+    try:
+        with con:
+            _record(con, now, Deleted(f"forget:{done.kind}", deleted, None))
+    finally:
+        con.close()
+    return done
+
