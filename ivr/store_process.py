@@ -19,10 +19,11 @@ queue) and two threads of the parent talk to a child process that does the writi
   degraded), and sets the markers.
 
 If the child dies (killed, crashed), the receiver logs it, starts a new one and resends
-every batch not acknowledged. A batch committed just before the death is then written
-again: its events are skipped where the same event is stored under its (call_id, seq),
-agent states and notes where an identical row is stored, raw numbers are replaced, and
-the summaries are recomputed; nothing is stored twice.
+every batch not acknowledged (from a thread of its own: the receiver goes on reading).
+A batch committed just before the death is then written again: its events are skipped
+where the same event is stored under its (call_id, seq), agent states and notes where an
+identical row is stored, raw numbers are replaced, and the summaries are recomputed;
+nothing is stored twice.
 
 The child ignores SIGINT (Ctrl-C: the parent flushes and closes) and ends when its pipe
 ends: when the parent closes the log, or dies.
@@ -109,26 +110,30 @@ class WriterHost:
 
     # ------------------------------------------------------------------- the child
 
-    def _start_child(self) -> None:
-        """Start a child; resend what the last one did not acknowledge (send lock held)."""
+    def _start_child(self) -> list[bytes]:
+        """Start a child (send lock held); the batches the last one did not acknowledge, to
+        resend. Nothing changes here if it cannot be started."""
         child_reads, parent_writes = _CONTEXT.Pipe(duplex=False)
         parent_reads, child_writes = _CONTEXT.Pipe(duplex=False)
         resend = sorted(self._unacked)
         tuning = (store.BUSY_TIMEOUT_MS, store.RETRY_FIRST_DELAY_S, store.RETRY_MAX_DELAY_S)
         args = (str(self._path), child_reads, child_writes, max(resend, default=0), tuning)
         name = f"event-log {self._path.name}"
-        process = _CONTEXT.Process(target=child_main, args=args, name=name, daemon=True)
-        process.start()
+        try:
+            process = _CONTEXT.Process(target=child_main, args=args, name=name, daemon=True)
+            process.start()
+        except BaseException:
+            parent_writes.close()
+            parent_reads.close()
+            raise
+        finally:
+            child_reads.close()  # the child's ends: only the child holds them now, so that
+            child_writes.close()  # its death (or ours) ends the pipes
         for old in (self._batches, self._acks):  # the last child's, if any
             if old is not None:
                 old.close()
-        child_reads.close()  # the child's ends: only the child holds them now, so that
-        child_writes.close()  # its death (or ours) ends the pipes
         self._process, self._batches, self._acks = process, parent_writes, parent_reads
-        for number in resend:
-            self._send(self._unacked[number])
-        if self._stopping:
-            self._send(pickle.dumps(None))
+        return [self._unacked[number] for number in resend]
 
     def _send(self, data: bytes) -> None:
         assert self._batches is not None
@@ -245,11 +250,44 @@ class WriterHost:
         self._log._report(error)
         if self._log._abandon.wait(delay):
             return self._child_ended(delay)
-        with self._send_lock:
+        self._restart()
+        return True
+
+    def _restart(self) -> None:
+        """Start a new child; what the last one did not acknowledge is resent on a thread of
+        its own, which the send lock passes to (no new batch overtakes a resent one): this
+        thread goes straight back to reading the child's acknowledgements and reports. Were
+        it to resend itself, more than a pipe's worth would deadlock with a child that keeps
+        reporting a failing write into a full pipe back."""
+        self._send_lock.acquire()
+        try:
             with self._state:
                 self._restarted = True
-            self._start_child()
-        return True
+            resend = self._start_child()
+        except Exception as exc:  # no process to be had now: the old pipe has ended, so the
+            self._send_lock.release()  # receiver comes back here, after a longer delay
+            log.exception("event log %s: the writer process could not be restarted", self._path)
+            self._log._report(f"the writer process of {self._path} could not be restarted: {exc}")
+            return
+        if self._log._abandon.is_set():  # closed meanwhile: abandon() may have killed the old one
+            with contextlib.suppress(Exception):
+                self._process.kill()
+        try:
+            threading.Thread(target=self._resend, args=(resend,), daemon=True,
+                             name=f"event-log {self._path.name} resend").start()  # fmt: skip
+        except RuntimeError:  # no thread to be had (shutting down): resend from here
+            self._resend(resend)
+
+    def _resend(self, batches: list[bytes]) -> None:
+        """Send the batches a dead child left, then the stop if the log is closing (the send
+        lock held, handed over by :meth:`_restart`)."""
+        try:
+            for data in batches:
+                self._send(data)
+            if self._stopping:
+                self._send(pickle.dumps(None))
+        finally:
+            self._send_lock.release()
 
 
 def child_main(path: str, batches: Connection, acks: Connection, resent_up_to: int,

@@ -6,6 +6,9 @@ own call ids and agents per test); the file starts five children in all.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import os
 import signal
 import sqlite3
@@ -15,10 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ivr import store
+from ivr import store, store_process
 from ivr.store import BatchWriter, EventLog, StoreError
 from ivr.vocabulary import Trace
 
@@ -270,3 +274,131 @@ def _running(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state not in ("Z", "X")
+
+
+# --------------------------------------------------------------------------- restarts under load
+
+
+class _Context:
+    """``store_process._CONTEXT`` with one-page pipes (a full pipe in a few kB, not 64), and
+    ``on_start`` run instead of each further child start (the first goes as usual)."""
+
+    def __init__(self, real: Any, on_start: Callable[[Any], None] | None = None) -> None:
+        self._real, self.on_start, self.started = real, on_start, 0
+
+    def Pipe(self, duplex: bool = True) -> tuple[Any, Any]:  # noqa: N802 (multiprocessing's name)
+        a, b = self._real.Pipe(duplex=duplex)
+        fcntl.fcntl(a.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+        return a, b
+
+    def Process(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        process = self._real.Process(*args, **kwargs)
+        self.started += 1
+        return _Starting(process, self.on_start) if self.on_start and self.started > 1 else process
+
+
+class _Starting:
+    """A child process whose ``start`` is ``on_start(process)``."""
+
+    def __init__(self, process: Any, on_start: Callable[[Any], None]) -> None:
+        self._process, self.start = process, functools.partial(on_start, process)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._process, name)
+
+
+def _big(event_log: EventLog, call_id: str, host: Any, batches: int) -> None:
+    """A 2.5 kB event that the forwarder sends as a batch of its own."""
+    event_log.append(call_id, Trace(at(0), "call_started", None, {"pad": "x" * 2500}))
+    wait_until(lambda: len(host._unacked) == batches, f"{call_id} sent")
+
+
+def test_a_restart_resending_more_than_a_pipe_holds_does_not_deadlock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new child retries a locked write, reporting each failure into a full pipe back
+    while the old child's batches are still being resent into a full pipe to it: the parent
+    must go on reading its reports (it resent from the reading thread, and both stuck)."""
+    fast_retries(monkeypatch)
+    monkeypatch.setattr(store, "RETRY_MAX_DELAY_S", 0.001)
+    monkeypatch.setattr(store_process, "_CONTEXT", _Context(store_process._CONTEXT))
+    event_log = EventLog.open(tmp_path / "events.db", hash_key=KEY, writer="process")
+    host = event_log._host
+    reports: list[str | None] = []
+    monkeypatch.setattr(event_log, "_report", lambda error: reports.append(error))
+    blocker = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        _big(event_log, "d-c1", host, 1)
+        wait_until(lambda: "locked" in str(reports[-1:]), "the child is stuck on the first batch")
+        _big(event_log, "d-c2", host, 2)
+        _big(event_log, "d-c3", host, 3)  # more than the pipe holds: the forwarder waits
+        first = host.pid
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: host.pid != first, "a new child")
+        reports.clear()
+        # a page holds ~60 reports: 200 are read only if the parent keeps reading
+        wait_until(lambda: sum("locked" in str(r) for r in reports) > 200, "the new child's reports read")
+        blocker.execute("COMMIT")
+        event_log.flush()
+    finally:
+        blocker.close()
+        event_log.close(timeout=2)
+    assert rows(tmp_path / "events.db", "SELECT call_id, seq FROM events ORDER BY call_id") == [
+        ("d-c1", 1), ("d-c2", 1), ("d-c3", 1)]  # fmt: skip
+
+
+def test_a_child_that_cannot_be_restarted_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    failures = []
+
+    def fail_once(process: Any) -> None:
+        if not failures:
+            failures.append(process)
+            raise OSError(11, "Resource temporarily unavailable")
+        process.start()
+
+    monkeypatch.setattr(store_process, "_CONTEXT", _Context(store_process._CONTEXT, fail_once))
+    event_log = EventLog.open(tmp_path / "events.db", hash_key=KEY, writer="process")
+    try:
+        first = event_log._host.pid
+        os.kill(first, signal.SIGKILL)
+        event_log.append("f-c1", Trace(at(0), "call_started"))
+        event_log.flush()
+        assert failures and event_log._host.pid not in (first, None)
+        assert "could not be restarted" in caplog.text
+        assert len(event_log.events("f-c1")) == 1 and event_log.last_error is None
+    finally:
+        event_log.close()
+
+
+def test_a_child_started_while_closing_gives_up_is_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() gives up on a failing write while the receiver restarts the child: abandon()
+    kills the old one, and the new one (which would retry for ever) is ended too."""
+    fast_retries(monkeypatch)
+
+    def start_as_close_gives_up(process: Any) -> None:
+        process.start()
+        event_log._abandon.set()  # what close() does when its timeout is up
+        event_log._host.abandon()
+
+    monkeypatch.setattr(store_process, "_CONTEXT", _Context(store_process._CONTEXT, start_as_close_gives_up))
+    event_log = EventLog.open(tmp_path / "events.db", hash_key=KEY, writer="process")
+    host = event_log._host
+    blocker = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        event_log.append("g-c1", Trace(at(0), "call_started"))
+        wait_until(lambda: event_log.last_error is not None, "the child is stuck")
+        first = host.pid
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: host.pid != first, "a new child")
+        wait_until(lambda: not host._receiver.is_alive(), "the receiver ends")
+        assert not host._process.is_alive()
+    finally:
+        blocker.close()
+        with contextlib.suppress(StoreError):
+            event_log.close(timeout=1)
