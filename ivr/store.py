@@ -483,7 +483,12 @@ class EventLog:
         except BaseException:
             reader.close()
             raise
-        return cls(path, reader, connection, hash_key, writer)
+        try:
+            return cls(path, reader, connection, hash_key, writer)
+        except BaseException:  # the writer (process) could not be started: nothing left open
+            connection.close()
+            reader.close()
+            raise
 
     @property
     def db_path(self) -> Path:

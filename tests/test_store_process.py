@@ -402,3 +402,23 @@ def test_a_child_started_while_closing_gives_up_is_ended(
         blocker.close()
         with contextlib.suppress(StoreError):
             event_log.close(timeout=1)
+
+
+def test_a_writer_process_that_cannot_start_leaves_nothing_open(tmp_path, monkeypatch) -> None:
+    closed: list[object] = []
+    real_connect = store._connect
+
+    def connect(path):
+        db = real_connect(path)
+        real_close = db.close
+        db.close = lambda: (closed.append(db), real_close())[1]
+        return db
+
+    def fail(self):
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(store, "_connect", connect)
+    monkeypatch.setattr(store_process.WriterHost, "_start_child", fail)
+    with pytest.raises(OSError, match="no more processes"):
+        EventLog.open(tmp_path / "x.db", hash_key=b"k" * 16, writer="process")
+    assert len(closed) == 2  # the reader and the writer's connection

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from ivr.retention import forget, purge, remote_recordings_due
-from ivr.transports.twilio_rest import AiohttpMedia, Rest, write_atomically
+from ivr.transports.twilio_rest import AiohttpMedia, Recordings, Rest, write_atomically
 from ivr.web import api as api_module
 from ivr.web import messages as messages_module
 
@@ -221,3 +221,18 @@ async def test_a_recording_already_gone_at_twilio_counts_as_deleted_with_a_block
     assert await rest.delete_recording("RE" + "2" * 32) is False
     assert slept == [0.5] and [q["method"] for q in fake.requests] == ["DELETE"] * 3
     assert fake.requests[0]["url"].endswith(f"/Accounts/{ACCOUNT_SID}/Recordings/RE{'1' * 32}.json")
+
+
+async def test_keep_fetches_only_twilio_s_url_of_that_recording(tmp_path) -> None:
+    """The webhook checks the URL; ``keep`` refuses on its own too (the account's credentials
+    go with the request)."""
+    fake = FakeRest()
+    rest = Rest(ACCOUNT_SID, AUTH_TOKEN, retries=0, http_client=fake, media=fake)
+    rec = "RE" + "5" * 32
+    keeper = Recordings(rest, tmp_path / "messages")
+    with pytest.raises(ValueError, match="is not Twilio's URL"):
+        await keeper.keep(rec, "https://evil.example.com/2010-04-01/Accounts/x/Recordings/" + rec)
+    other = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/RE" + "6" * 32
+    with pytest.raises(ValueError):
+        await keeper.keep(rec, other)
+    assert fake.requests == [] and not (tmp_path / "messages").exists()

@@ -35,7 +35,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http import HttpClient
 from twilio.rest import Client
 
-from ivr.retention import RemoteRecording, twilio_file_name
+from ivr.retention import RemoteRecording, twilio_file_name, twilio_recording_sid
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,8 @@ class Recordings:
         stays at Twilio). A copy already here is not fetched again; the deletion is retried.
         """
         path = self.folder / twilio_file_name(recording_sid)
+        if twilio_recording_sid(recording_url) != recording_sid:  # our credentials go to Twilio only
+            raise ValueError(f"RecordingUrl {recording_url[:120]!r} is not Twilio's URL of {recording_sid}")
         if recording_sid in self._busy:
             return None
         self._busy.add(recording_sid)
