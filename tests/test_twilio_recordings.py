@@ -236,3 +236,21 @@ async def test_keep_fetches_only_twilio_s_url_of_that_recording(tmp_path) -> Non
     with pytest.raises(ValueError):
         await keeper.keep(rec, other)
     assert fake.requests == [] and not (tmp_path / "messages").exists()
+
+
+async def test_a_deletion_twilio_refuses_is_not_tried_every_day_and_404_is_not_counted(r, tmp_path) -> None:
+    r.rest.script = [404]  # the download fails: it stays at Twilio
+    refused = await leave_message(r)
+    r.rest.script = [404]
+    gone = await leave_message(r)  # deleted at Twilio by hand, say
+    await asyncio.get_running_loop().run_in_executor(None, r.log.flush)
+    db, day = tmp_path / "ivr.db", T0 + timedelta(days=91)
+    due = [d.sid for d in remote_recordings_due(db, now=day, recording_days=90)[0]]
+    assert sorted(due) == sorted([refused, gone])
+    r.rest.script = [403, 404] if due[0] == refused else [404, 403]  # forbidden; already gone
+    done = await r.transport.purge_recordings(db, now=day, recording_days=90)
+    assert done.count == 0  # neither was deleted now
+    assert remote_recordings_due(db, now=day + timedelta(days=1), recording_days=90)[0] == []
+    sent = len(r.rest.requests)
+    await r.transport.purge_recordings(db, now=day + timedelta(days=1), recording_days=90)
+    assert len(r.rest.requests) == sent  # the refused one is not asked about again

@@ -344,11 +344,12 @@ class TwilioTransport:
             if not (line.renudge and line.dirty() and not line.closed):
                 return
 
-    async def delete_recordings(self, due: list[RemoteRecording]) -> list[RemoteRecording]:
-        """Recordings past their retention still at Twilio, deleted there (the daily purge);
-        those that could not be (all of them without REST credentials)."""
+    async def delete_recordings(self, due: list[RemoteRecording]) -> tuple[list[RemoteRecording], int]:
+        """Recordings past their retention still at Twilio, deleted there (the daily purge):
+        (those to try again at the next purge: all of them without REST credentials, how
+        many were deleted)."""
         if self.recordings is None:
-            return list(due)
+            return list(due), 0
         return await self.recordings.delete(due)
 
     async def purge_recordings(self, db_path: Path, *, now: datetime, recording_days: int) -> Deleted:
@@ -356,13 +357,13 @@ class TwilioTransport:
         came down are deleted there; the SQLite reads and the note run in a worker thread."""
         due, cutoff = await asyncio.to_thread(remote_recordings_due, db_path, now=now,
                                               recording_days=recording_days)
-        failed = await self.delete_recordings(due)
-        for r in failed:
+        again, deleted = await self.delete_recordings(due)
+        for r in again:
             log.error("twilio: recording %s (recorded %s) is past its retention and could not be "
                       "deleted at Twilio: recording left at Twilio; tried again at the next purge",
                       r.sid, r.at)
         return await asyncio.to_thread(record_remote_deleted, db_path, now=now, cutoff=cutoff,
-                                       deleted=len(due) - len(failed), failed=failed)
+                                       deleted=deleted, failed=again)
 
     async def drain(self) -> None:
         """Wait for every REST redirect under way (tests, shutdown)."""

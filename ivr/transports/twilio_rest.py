@@ -11,7 +11,7 @@ the sleep injectable so tests never wait; any other refusal (404: the call is go
 Voice messages (:class:`Recordings`): when Twilio says a recording is ready, its audio
 (``RecordingUrl`` + ``.wav``, HTTP basic auth with the account) is downloaded into the
 messages folder as ``twilio-RE....wav`` (temporary file, then renamed), then the
-recording is deleted at Twilio (``recordings(sid).delete()``; 404 counts as deleted).
+recording is deleted at Twilio (``recordings(sid).delete()``; a 404 means it is gone already).
 The media is binary, which ``twilio.http`` clients return as text, so it is fetched with
 aiohttp (:class:`AiohttpMedia`, the session injectable; any object with
 ``fetch_media`` will do), with the same retries. A download that keeps failing is
@@ -198,8 +198,14 @@ class Rest:
 
     async def delete_recording(self, recording_sid: str) -> bool:
         """Delete the recording at Twilio; True when it is gone (404: already gone)."""
+        return await self.delete_recording_outcome(recording_sid) in ("deleted", "gone")
 
-        async def delete() -> None:
+    async def delete_recording_outcome(self, recording_sid: str) -> str:
+        """Delete the recording at Twilio: ``"deleted"``; ``"gone"`` (404, deleted before);
+        ``"refused"`` (another 4xx, e.g. 403: trying again will not help); ``"retry"``
+        (network, 429 or 5xx through every retry: worth another try later)."""
+
+        async def delete() -> str:
             recording = self._get_client().recordings(recording_sid)
             try:
                 if self._http is not None and self._http.is_async:
@@ -207,12 +213,18 @@ class Rest:
                 else:
                     await asyncio.to_thread(recording.delete)
             except TwilioRestException as e:
-                if e.status != 404:
+                if e.status == 404:
+                    return "gone"
+                if retryable(e):
                     raise
+                log.error("twilio REST: deleting recording %s at Twilio refused: %s; recording left "
+                          "at Twilio (delete it in the Twilio console)", recording_sid, _describe(e))
+                return "refused"
+            return "deleted"
 
-        ok, _ = await self._retrying(f"deleting recording {recording_sid} at Twilio", delete,
-                                     final="recording left at Twilio")
-        return ok
+        ok, outcome = await self._retrying(f"deleting recording {recording_sid} at Twilio", delete,
+                                           final="recording left at Twilio")
+        return outcome if ok and outcome is not None else "retry"
 
     async def close(self) -> None:
         if self._own_http and self._http is not None:
@@ -260,13 +272,20 @@ class Recordings:
         finally:
             self._busy.discard(recording_sid)
 
-    async def delete(self, due: list[RemoteRecording]) -> list[RemoteRecording]:
-        """Delete recordings past their retention at Twilio; those that could not be."""
-        failed = [r for r in due if not await self.rest.delete_recording(r.sid)]
+    async def delete(self, due: list[RemoteRecording]) -> tuple[list[RemoteRecording], int]:
+        """Delete recordings past their retention at Twilio: (those to try again at the next
+        purge, how many were deleted now). One already gone (404) is neither; one Twilio
+        refuses (403 ...) is logged and not tried again, so it cannot hold every later purge
+        back to its day."""
+        outcomes = [(r, await self.rest.delete_recording_outcome(r.sid)) for r in due]
+        again = [r for r, outcome in outcomes if outcome == "retry"]
+        deleted = sum(outcome == "deleted" for _r, outcome in outcomes)
         if due:
-            log.info("twilio: %d recording(s) past retention deleted at Twilio, %d failed",
-                     len(due) - len(failed), len(failed))
-        return failed
+            log.info("twilio: %d recording(s) past retention: %d deleted at Twilio, %d already gone, "
+                     "%d refused, %d to try again", len(due), deleted,
+                     sum(o == "gone" for _r, o in outcomes), sum(o == "refused" for _r, o in outcomes),
+                     len(again))
+        return again, deleted
 
 
 def write_atomically(path: Path, data: bytes) -> None:
