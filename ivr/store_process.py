@@ -25,8 +25,8 @@ where the same event is stored under its (call_id, seq), agent states and notes 
 identical row is stored, raw numbers are replaced, and the summaries are recomputed;
 nothing is stored twice.
 
-The child ignores SIGINT (Ctrl-C: the parent flushes and closes) and ends when its pipe
-ends: when the parent closes the log, or dies.
+The child ignores SIGINT and SIGTERM (Ctrl-C, a service manager stopping the service:
+the parent flushes and closes) and ends when its pipe ends: when the parent closes the log, or dies.
 """
 
 from __future__ import annotations
@@ -293,7 +293,10 @@ class WriterHost:
 def child_main(path: str, batches: Connection, acks: Connection, resent_up_to: int,
                tuning: tuple[int, float, float]) -> None:  # fmt: skip
     """The child: write each batch that comes, acknowledge it; end when the pipe ends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which closes us
+    # Ctrl-C, and the SIGTERM a service manager sends to every process of the service, are
+    # for the parent: it writes what is queued and closes us (the pipe ends).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     store.BUSY_TIMEOUT_MS, store.RETRY_FIRST_DELAY_S, store.RETRY_MAX_DELAY_S = tuning
 
     def report(error: str | None) -> None:

@@ -1,9 +1,9 @@
 """`ivr serve` as an operator runs it: its own process, the event log's writer process, Ctrl-C.
 
-The one test here starts the real command (``python -m ivr serve --demo``) on a free
-loopback port, logs an agent in over the API, stops the server with
-SIGINT as Ctrl-C does and reads the log back: what was recorded before the stop is
-written, by the writer process the default config asks for. It waits for the server to
+The test starts the real command (``python -m ivr serve --demo``) on a free loopback
+port, logs an agent in over the API, stops the server as Ctrl-C or a service manager does
+(SIGINT or SIGTERM to the whole process group) and reads the log back: what was recorded
+before the stop is written, by the writer process the default config asks for. It waits for the server to
 come up and to exit (real processes), never for time to pass.
 """
 
@@ -19,6 +19,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from ivr.store import EventLog
 
@@ -39,12 +41,14 @@ def get(url: str, *, data: bytes | None = None, headers: dict[str, str] | None =
         return resp.status, resp.read()
 
 
-def test_serve_records_through_its_writer_process_and_flushes_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; a service manager's stop
+def test_serve_records_through_its_writer_process_and_flushes_when_stopped(tmp_path: Path,
+                                                                          signum: int) -> None:
     port, db = free_port(), tmp_path / "serve.db"
     env = {**os.environ, **DEMO_KEY_ENV, "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen(
         [sys.executable, "-m", "ivr", "serve", "--demo", "--port", str(port), "--db", str(db)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30  # a cold start imports everything, twice (the writer)
@@ -64,7 +68,9 @@ def test_serve_records_through_its_writer_process_and_flushes_on_ctrl_c(tmp_path
                            headers={"Content-Type": "application/json", "Authorization": basic})
         assert status == 200, body
     finally:
-        server.send_signal(signal.SIGINT)  # Ctrl-C
+        # to the whole process group, as a terminal's Ctrl-C and systemd's stop do: the writer
+        # process gets it too, and must leave the stop to the server
+        os.killpg(server.pid, signum)
         output = server.communicate(timeout=30)[0].decode()
     assert server.returncode == 0, output
     log = EventLog.open(db, hash_key=b"reader")

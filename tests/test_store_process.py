@@ -164,12 +164,15 @@ def test_a_locked_database_shows_in_last_error_until_it_is_released(plog: EventL
     assert plog.last_error is None
 
 
-def test_the_child_ignores_ctrl_c(plog: EventLog) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; systemd's stop
+def test_the_child_ignores_ctrl_c_and_a_service_stop(plog: EventLog, signum: int) -> None:
+    plog.append(f"i-before-{signum}", Trace(at(0), "call_started"))
+    plog.flush()  # acknowledged: the child is running (a signal while it starts up would end it)
     pid = plog._host.pid
-    os.kill(pid, signal.SIGINT)
-    plog.append("i-c1", Trace(at(0), "call_started"))
+    os.kill(pid, signum)
+    plog.append(f"i-{signum}", Trace(at(0), "call_started"))
     plog.flush()
-    assert plog._host.pid == pid and len(plog.events("i-c1")) == 1
+    assert plog._host.pid == pid and len(plog.events(f"i-{signum}")) == 1
 
 
 def test_a_killed_child_is_restarted_and_nothing_is_lost_or_doubled(
