@@ -247,6 +247,9 @@ def test_close_gives_up_on_a_write_that_keeps_failing(
     try:
         blocker.execute("BEGIN IMMEDIATE")
         event_log.append("c1", Trace(at(0), "call_started"))
+        # the child has the batch and is failing on it (on a loaded machine its start-up alone
+        # can outlast the close timeout below)
+        wait_until(lambda: event_log.last_error is not None, "the child reports the locked database")
         with pytest.raises(StoreError, match="could not be written: .*database is locked"):
             event_log.close(timeout=0.3)  # does not hang, and says so
     finally:
