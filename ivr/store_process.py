@@ -93,8 +93,10 @@ class WriterHost:
         return self._process.pid if self._process is not None else None
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait for both threads, ``timeout`` for the two together (not each)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._forwarder.join(timeout)
-        self._receiver.join(timeout)
+        self._receiver.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def is_alive(self) -> bool:
         return self._forwarder.is_alive() or self._receiver.is_alive()

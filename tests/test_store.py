@@ -14,7 +14,7 @@ import sqlite_utils
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr import metrics, store
+from ivr import metrics, schema, store
 from ivr.privacy import caller_hash
 from ivr.store import SCHEMA_VERSION, EventLog, StoreError, migrate, summarize
 from ivr.summary import QUEUE_KINDS
@@ -462,7 +462,7 @@ def test_a_version_2_database_is_migrated_and_its_summaries_rebuilt(db_path: Pat
 def build_v3(path: Path) -> None:
     """A schema-3 log as that version wrote it: a voice message and an answered call."""
     conn = raw_db(path)
-    for statement in (*store._V1, *store._V2, *store._V3):
+    for statement in (*schema._V1, *schema._V2, *schema._V3):
         conn.execute(statement)
     events = [
         ("v3-voice", 1, "2026-03-02T17:00:00.000Z", "call_started", None, '{"flow":"t"}'),
