@@ -77,8 +77,8 @@ def mask_number(number: str | None) -> str:
             parsed = phonenumbers.parse(normalized, None)
         except phonenumbers.NumberParseException:
             parsed = None
-        if parsed is not None:
-            national = phonenumbers.national_significant_number(parsed)
+        if parsed is not None:  # the national digits as E.164 writes them (see hash_and_mask)
+            national = normalized[len(str(parsed.country_code)) + 1:]
             return f"+{parsed.country_code} {_mask_national(national)}"
     return _mask_other(normalized)
 
@@ -148,5 +148,7 @@ def hash_and_mask(number: str | None, key: bytes) -> tuple[str | None, str]:
         return caller_hash(number, key), mask_number(number)  # not a phone number: the slow, exact way
     normalized = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     digest = hmac.new(key, normalized.encode("utf-8"), hashlib.sha256).hexdigest()
-    national = phonenumbers.national_significant_number(parsed)
+    # the national digits as the E.164 form writes them, as mask_number takes them: for a
+    # string of zeros phonenumbers' national number and a re-parse of its E.164 differ
+    national = normalized[len(str(parsed.country_code)) + 1:]
     return digest, f"+{parsed.country_code} {_mask_national(national)}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ivr.privacy import (
@@ -153,5 +153,6 @@ def test_one_parse_gives_exactly_the_hash_and_the_mask(number) -> None:
 
 
 @given(st.text(alphabet="+0123456789 -()", max_size=18))
+@example("00000000")  # phonenumbers' national number and a re-parse of its E.164 differ here
 def test_one_parse_agrees_on_any_dialled_string(number) -> None:
     assert hash_and_mask(number, KEY) == (caller_hash(number, KEY), mask_number(number))
