@@ -80,11 +80,9 @@ class TransferWebhooks(Webhooks):
         """``<Dial action>`` of a blind transfer: the target's leg is over, or never answered."""
         hook = await self._enter(request)
         n, status = self._transfer_n(hook), self._dial_status(hook)
-        line = self._line(hook)
-        if line is None:
-            return _reply(twiml.sorry(self.t.style))
-        if (seen := self._replayed(line, hook)) is not None:
-            return seen
+        line = self._known(hook)
+        if isinstance(line, web.Response):
+            return line
         if hook.params.get("CallStatus") in ENDED:  # the caller hung up
             self._hang_up(line)
             return self._done(line, hook, twiml.empty())

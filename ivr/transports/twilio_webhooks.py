@@ -208,6 +208,15 @@ class Webhooks:
             log.warning("twilio: webhook for unknown call %s (not started here, or long over)", hook.sid)
         return line
 
+    def _known(self, hook: Hook) -> Line | web.Response:
+        """The hook's line, or the answer when there is nothing to act on: an apology for a
+        call we do not know, the first answer again for Twilio's retry of a webhook."""
+        line = self._line(hook)
+        if line is None:
+            return _reply(twiml.sorry(self.t.style))
+        seen = self._replayed(line, hook)
+        return line if seen is None else seen
+
     @staticmethod
     def _replayed(line: Line, hook: Hook) -> web.Response | None:
         """Twilio's retry of a webhook already answered: the same answer, nothing recorded."""
@@ -251,11 +260,9 @@ class Webhooks:
     def _flow_answer(self, hook: Hook, event: Event) -> web.Response:
         """The result of the flow's blocking verb, fed to the call's session once."""
         step = self._step(hook)
-        line = self._line(hook)
-        if line is None:
-            return _reply(twiml.sorry(self.t.style))
-        if (seen := self._replayed(line, hook)) is not None:
-            return seen
+        line = self._known(hook)
+        if isinstance(line, web.Response):
+            return line
         if step != line.step or line.closed or line.mode != "flow":
             log.info("twilio: call %s: stale answer for step %d (now %d); nothing recorded",
                      hook.sid, step, line.step)
@@ -341,11 +348,9 @@ class Webhooks:
         """``<Enqueue action>``: the caller left Twilio's queue."""
         hook = await self._enter(request)
         result = hook.params.get("QueueResult", "")
-        line = self._line(hook)
-        if line is None:
-            return _reply(twiml.sorry(self.t.style))
-        if (seen := self._replayed(line, hook)) is not None:
-            return seen
+        line = self._known(hook)
+        if isinstance(line, web.Response):
+            return line
         if result == "hangup":  # hung up while waiting: abandoned
             self._hang_up(line)
             return self._done(line, hook, twiml.empty())
@@ -361,11 +366,9 @@ class Webhooks:
     async def resume(self, request: web.Request) -> web.StreamResponse:
         """Where a REST redirect points the call: the line's current document."""
         hook = await self._enter(request)
-        line = self._line(hook)
-        if line is None:
-            return _reply(twiml.sorry(self.t.style))
-        if (seen := self._replayed(line, hook)) is not None:
-            return seen
+        line = self._known(hook)
+        if isinstance(line, web.Response):
+            return line
         if line.closed and not line.dirty():
             return self._done(line, hook, HANG_UP)
         return self._done(line, hook, self.t.current_doc(line, hook.base))
@@ -410,11 +413,9 @@ class Webhooks:
         hook = await self._enter(request)
         step, status = self._step(hook), self._dial_status(hook)
         agent = hook.query.get("agent", "")
-        line = self._line(hook)
-        if line is None:
-            return _reply(twiml.sorry(self.t.style))
-        if (seen := self._replayed(line, hook)) is not None:
-            return seen
+        line = self._known(hook)
+        if isinstance(line, web.Response):
+            return line
         if hook.params.get("CallStatus") in ENDED:  # the caller hung up
             self._hang_up(line)
             return self._done(line, hook, twiml.empty())
