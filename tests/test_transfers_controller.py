@@ -3,7 +3,6 @@ machine's actions and reports the legs; the call's one record lands in the event
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +18,7 @@ from ivr.vocabulary import CallerHungUp, Digits, Enqueue, Gather, Record
 from queues import AgentConfig, QueueConfig, QueueEngine
 
 from .conftest import FIXTURES
+from .test_transfers import Entry  # the directory entry stand-in
 
 T0 = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
 
@@ -30,15 +30,6 @@ def at(seconds: float) -> datetime:
 class Open:
     def status(self, when: datetime) -> str:
         return "open"
-
-
-@dataclass(frozen=True)
-class Entry:
-    id: str
-    name: str
-    phone: str | None = None
-    endpoints: dict[str, str] = field(default_factory=dict)
-    topics: tuple[str, ...] = ()
 
 
 class Directory:
