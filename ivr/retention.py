@@ -206,14 +206,7 @@ def record_remote_deleted(db_path: Path, *, now: datetime, cutoff: str, deleted:
     """Note the deletions at Twilio: the next run starts at ``cutoff``, or at the oldest
     that failed (tried again then; one Twilio already deleted answers 404, counted as done)."""
     reached = min([cutoff, *(r.at for r in failed)])
-    done = Deleted(REMOTE_KIND, deleted, reached)
-    con = sqlite3.connect(db_path)
-    try:
-        with con:
-            _record(con, now, done)
-    finally:
-        con.close()
-    return done
+    return _note(db_path, now, Deleted(REMOTE_KIND, deleted, reached))
 
 
 def twilio_recordings_of(db_path: Path, number: str, *, key: bytes) -> list[str]:
@@ -233,11 +226,16 @@ def twilio_recordings_of(db_path: Path, number: str, *, key: bytes) -> list[str]
 
 def record_forgotten_at_twilio(db_path: Path, *, now: datetime, deleted: int) -> Deleted:
     """Note, as ``forget`` notes its deletions, how many recordings it deleted at Twilio."""
-    done = Deleted("twilio_recordings", deleted, None)
+    _note(db_path, now, Deleted("forget:twilio_recordings", deleted, None))
+    return Deleted("twilio_recordings", deleted, None)
+
+
+def _note(db_path: Path, now: datetime, done: Deleted) -> Deleted:
+    """``done`` recorded in the ``purges`` table, in a transaction of its own."""
     con = sqlite3.connect(db_path)
     try:
         with con:
-            _record(con, now, Deleted(f"forget:{done.kind}", deleted, None))
+            _record(con, now, done)
     finally:
         con.close()
     return done
